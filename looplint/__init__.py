@@ -1,0 +1,34 @@
+"""looplint: find the silent bugs of hand-written PyTorch training loops.
+
+Importing looplint stays light (no torch, no pytest); the runtime side loads torch on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from looplint.findings import Edit, Finding, Fix
+
+__version__ = "0.1.0"
+__all__ = ["Edit", "Finding", "Fix", "__version__", "lint_source", "lr_find", "watch"]
+
+
+def lint_source(source: str, path: str = "<stdin>") -> list[Finding]:
+    """Statically analyze one file's text; returns findings before noqa/config filtering."""
+    from looplint.static import analyze_source
+
+    return analyze_source(source, path)
+
+
+def watch(*args: Any, **kwargs: Any) -> Any:
+    """Instrument a training loop at run time; see looplint.runtime.watch."""
+    from looplint.runtime import watch as runtime_watch
+
+    return runtime_watch(*args, **kwargs)
+
+
+def lr_find(*args: Any, **kwargs: Any) -> Any:
+    """Learning-rate range test; see looplint.lrfind.lr_find."""
+    from looplint.lrfind import lr_find as run_lr_find
+
+    return run_lr_find(*args, **kwargs)
