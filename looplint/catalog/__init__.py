@@ -20,10 +20,10 @@ class RuleInfo:
 
 
 def _load() -> dict[str, RuleInfo]:
-    from looplint.catalog import runtime, static
+    from looplint.catalog import lr, runtime, static
 
     rules: dict[str, RuleInfo] = {}
-    for info in (*static.RULES, *runtime.RULES):
+    for info in (*static.RULES, *runtime.RULES, *lr.RULES):
         rules[info.code] = info
     return dict(sorted(rules.items()))
 
