@@ -3,7 +3,7 @@
 The code cells are joined in order into one text, so a training loop split over cells is analyzed
 as the kernel would run it. IPython syntax is blanked line for line (line magics, `!shell`,
 `?help`; a `%%cell magic` blanks its whole cell), so every line of the joined text is one line of
-one cell. Writing back touches only the `"source"` values of the cells that changed; every other
+one cell, and columns are unchanged. Writing back touches only the `"source"` values of the cells that changed; every other
 byte of the notebook file stays as it was.
 """
 
@@ -243,34 +243,21 @@ _IPYTHON_LINE = re.compile(
 
 
 def _blank_ipython(text: str) -> tuple[str, frozenset[int]]:
-    """Replace IPython lines with Python of the same length; return the text and those lines."""
+    """Blank the IPython lines (keeping the line count); return the text and those lines."""
     lines = _lines(text)
     if text.lstrip().startswith("%%"):  # a cell magic: the cell body is not Python
-        return "".join(_comment_out(line) for line in lines), frozenset(range(len(lines)))
+        return "\n" * len(lines), frozenset(range(len(lines)))
     blanked: set[int] = set()
     scanner = _StatementScanner()
     for index, line in enumerate(lines):
         if scanner.at_statement_start() and _IPYTHON_LINE.match(line):
-            lines[index] = _neutralize(line)
+            # Inside a block, `pass` keeps the block valid when the magic was all it held.
+            indent = _indent_of(line)
+            lines[index] = (indent + "pass" if indent else "") + "\n"
             blanked.add(index)
         else:
             scanner.feed(line)
     return "".join(lines), frozenset(blanked)
-
-
-def _comment_out(line: str) -> str:
-    body = line.rstrip("\r\n")
-    return ("#" + body[1:] if body else body) + line[len(body) :]
-
-
-def _neutralize(line: str) -> str:
-    """Inside a block, `...` keeps the block valid; elsewhere a comment of the same length."""
-    body = line.rstrip("\r\n")
-    indent = _indent_of(body)
-    content = body[len(indent) :]
-    if indent and len(content) >= 3:
-        return indent + "..." + " " * (len(content) - 3) + line[len(body) :]
-    return _comment_out(line)
 
 
 class _StatementScanner:
