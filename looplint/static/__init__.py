@@ -3,19 +3,55 @@
 from __future__ import annotations
 
 import libcst as cst
+from libcst.metadata import MetadataWrapper, PositionProvider
 
 from looplint.findings import Finding
+from looplint.static.fixes import Source
+from looplint.static.model import Model
+from looplint.static.rules import all_rules
+
+# A file that contains none of these substrings cannot produce a finding other than LL000:
+# LL1xx need `backward`, LL2xx a loss accumulator in a training loop or a `%` counter check next to
+# a `step`, LL3xx a writer (`add_*`/`close` of something named or built as a writer),
+# LL4xx a `step` or optimizer parameter groups (`param`).
+PREFILTER_MARKERS: tuple[str, ...] = ("backward", "step", "add_", "Writer", "writer", "param", "lr_scheduler", "LR(")
 
 
 def analyze_source(source: str, path: str = "<stdin>") -> list[Finding]:
-    """Placeholder until the loop model lands: reports LL000 only."""
+    """Unfiltered findings for one file's text (LL000 when it does not parse)."""
     try:
-        cst.parse_module(source)
+        module = cst.parse_module(source)
     except cst.ParserSyntaxError as error:
-        return [Finding(path, error.raw_line, error.raw_column + 1, "LL000", f"syntax error: {error.message}")]
-    return []
+        return [syntax_error(path, error.message, error.raw_line, error.raw_column)]
+    except RecursionError:
+        return [syntax_error(path, "too deeply nested to parse", 1, 0)]
+    try:
+        model = Model(module)
+    except RecursionError:
+        return [syntax_error(path, "too deeply nested to analyze", 1, 0)]
+    hits = [hit for _, rule in all_rules() for hit in rule(model)]
+    if not hits:
+        return []
+    positions = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
+    text = Source(source, positions)
+    findings: dict[tuple[str, int, int, str], Finding] = {}
+    for hit in hits:
+        where = positions[hit.node]
+        fix = hit.fix(text) if hit.fix is not None else None
+        finding = Finding(
+            path=path,
+            line=where.start.line,
+            column=where.start.column + 1,
+            code=hit.code,
+            message=hit.message,
+            end_line=where.end.line,
+            end_column=where.end.column + 1,
+            fix=fix,
+        )
+        findings.setdefault((hit.code, finding.line, finding.column, hit.message), finding)
+    return sorted(findings.values())
 
 
-# A file that contains none of these substrings cannot produce a finding other than LL000:
-# every rule needs a backward pass, an optimizer/scheduler step, a writer or a parameter group.
-PREFILTER_MARKERS: tuple[str, ...] = ("backward", "step", "zero_grad", "Writer", "add_", "param")
+def syntax_error(path: str, message: str, line: int, column: int) -> Finding:
+    first_line = message.strip().splitlines()[0] if message.strip() else "invalid syntax"
+    return Finding(path, max(line, 1), column + 1, "LL000", f"syntax error: {first_line}", max(line, 1), column + 1)

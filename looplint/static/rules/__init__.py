@@ -1,0 +1,64 @@
+"""Static rules: each is a small query over the training-loop model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import libcst as cst
+
+from looplint.static.model import Model
+
+# Builds the fix once positions are known; gets a `Source` (see looplint.static.fixes).
+FixBuilder = Callable[["object"], "object"]
+
+
+@dataclass(eq=False)
+class Hit:
+    """A rule's raw finding: a node to report, before positions are computed."""
+
+    code: str
+    node: cst.CSTNode
+    message: str
+    fix: Callable | None = None
+
+
+Rule = Callable[[Model], Iterable[Hit]]
+
+
+def all_rules() -> list[tuple[str, Rule]]:
+    from looplint.static.rules import accumulators, gradients, optimizers, periodic, writers
+
+    return [
+        ("LL101", gradients.missing_zero_grad),
+        ("LL102", gradients.zero_grad_between_backward_and_step),
+        ("LL201", accumulators.accumulator_reset_misplaced),
+        ("LL202", accumulators.unaveraged_loss_logged),
+        ("LL203", accumulators.loss_tensor_accumulated),
+        ("LL204", periodic.periodic_check_outside_step_loop),
+        ("LL301", writers.writer_close_in_loop),
+        ("LL302", writers.scalar_logged_as_image),
+        ("LL303", writers.writer_used_after_close),
+        ("LL401", optimizers.scheduler_step_before_optimizer_step),
+        ("LL402", optimizers.parameter_in_several_groups),
+        ("LL403", optimizers.scheduler_never_stepped),
+    ]
+
+
+def loop_label(loop) -> str:
+    """How a message names a loop: 'the `for epoch` loop', 'the `while` loop'."""
+    node = loop.node
+    if isinstance(node, cst.For):
+        targets = sorted(loop.targets)
+        return f"the `for {', '.join(targets) or '...'}` loop" if targets else "the `for` loop"
+    if isinstance(node, cst.While):
+        return "the `while` loop"
+    return "the comprehension"
+
+
+def is_prefix(short: tuple, long: tuple) -> bool:
+    return len(short) <= len(long) and all(a is b for a, b in zip(short, long))
+
+
+def same_loops(a: tuple, b: tuple) -> bool:
+    return len(a) == len(b) and is_prefix(a, b)

@@ -1,0 +1,132 @@
+"""LL401 scheduler-step-before-optimizer-step, LL402 parameter-in-several-groups,
+LL403 scheduler-never-stepped."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from looplint.findings import Fix
+from looplint.static import fixes
+from looplint.static.model import PARAM_GROUPS, READ, STEP, Event, Model
+from looplint.static.rules import Hit
+
+# Reading these does not hand the scheduler to code that could step it.
+_INERT_METHODS = frozenset({"get_last_lr", "get_lr", "state_dict", "load_state_dict", "last_epoch"})
+
+
+def scheduler_step_before_optimizer_step(model: Model) -> Iterator[Hit]:
+    for scope in model.scopes:
+        events = model.events(scope)
+        for index, sched in enumerate(events):
+            if sched.kind != STEP or model.role(sched.name) != "scheduler":
+                continue
+            window = sched.loops[-1] if sched.loops else None
+
+            def in_window(event: Event) -> bool:
+                return window is None or event.in_loop(window)
+
+            def is_opt_step(event: Event) -> bool:
+                return event.kind == STEP and model.role(event.name) == "optimizer" and in_window(event)
+
+            if any(is_opt_step(e) and not e.exclusive_with(sched) for e in events[:index]):
+                continue
+            later = [e for e in events[index + 1 :] if is_opt_step(e) and not e.exclusive_with(sched)]
+            if not later:
+                continue
+            optimizer = later[0]
+            yield Hit(
+                "LL401",
+                sched.node,
+                f"`{sched.name}.step()` runs before `{optimizer.name}.step()` in the same "
+                f"{'iteration' if window is not None else 'run'}: the first learning rate of the "
+                "schedule is skipped and every later one comes a step early; step the scheduler "
+                "after the optimizer",
+                fix=lambda source, s=sched, o=optimizer: _move_after(model, source, s, o),
+            )
+
+
+def _move_after(model: Model, source, sched: Event, optimizer: Event) -> Fix | None:
+    """Move the scheduler step after the statement of its block that holds the optimizer step."""
+    if not fixes.sole_statement(sched.statement, sched.node) or optimizer.statement is None:
+        return None
+    owner, _ = model.block_of.get(sched.statement, (None, 0))
+    anchor = optimizer.statement
+    while anchor is not None and model.block_of.get(anchor, (None,))[0] is not owner:
+        anchor = model.parent_statement.get(anchor)
+    if anchor is None or len(getattr(owner, "body", ())) < 2:
+        return None
+    insert = fixes.insert_after(source, anchor, source.code(sched.node), indent=source.indent(sched.statement))
+    if insert is None:
+        return None
+    safe = not sched.node.args  # ReduceLROnPlateau.step(metric): the metric may not exist there yet
+    return Fix("Step the scheduler after the optimizer", (insert, fixes.delete_line(source, sched.statement)), safe=safe)
+
+
+def parameter_in_several_groups(model: Model) -> Iterator[Hit]:
+    for scope in model.scopes:
+        seen: dict[str, list[list[str | None]]] = {}  # optimizer -> its groups so far
+        reported: set[str] = set()
+        for event in scope.events:
+            if event.kind != PARAM_GROUPS or event.name in reported:
+                continue
+            groups = seen.setdefault(event.name, []) if event.data.get("added") else []
+            seen[event.name] = groups
+            for group in event.data["groups"]:
+                overlap = _overlap(group, groups)
+                groups.append(group)
+                if overlap is not None:
+                    reported.add(event.name)
+                    first, second = overlap
+                    yield Hit(
+                        "LL402",
+                        event.node,
+                        f"parameters of `{second}` are in two parameter groups (also via `{first}`): "
+                        "torch raises `ValueError: some parameters appear in more than one parameter "
+                        "group`; give each group disjoint parameters",
+                    )
+                    break
+
+
+def _overlap(group: list[str | None], others: list[list[str | None]]) -> tuple[str, str] | None:
+    for other in others:
+        for a in group:
+            for b in other:
+                if a is None or b is None:
+                    continue
+                if _contains(a, b):
+                    return a, b
+                if _contains(b, a):
+                    return b, a
+    return None
+
+
+def _contains(outer: str, inner: str) -> bool:
+    """`model` holds `model.fc`'s parameters; `model.fc` holds `model.fc.weight`."""
+    return inner == outer or inner.startswith(outer + ".")
+
+
+def scheduler_never_stepped(model: Model) -> Iterator[Hit]:
+    all_events = [e for scope in model.scopes for e in scope.events]
+    for name, constructions in model.schedulers.items():
+        used = any(
+            (e.kind == STEP and e.name == name)
+            or (e.kind == READ and e.name == name and e.data.get("method") not in _INERT_METHODS)
+            or (e.kind == READ and e.name != name and is_prefix_name(name, e.name))
+            for e in all_events
+        )
+        if used:
+            continue
+        construction = constructions[0]
+        yield Hit(
+            "LL403",
+            construction.data["value"],
+            f"the scheduler `{name}` is created but never stepped: the learning rate stays at its "
+            f"initial value for the whole run; call `{name}.step()` after `optimizer.step()` (per "
+            "epoch or per batch, as the schedule expects)",
+        )
+
+
+def is_prefix_name(name: str, other: str) -> bool:
+    """`sched` read as `sched_list` does not count; read as `self.sched` inside something does not."""
+    return other.startswith(name + ".") and other[len(name) + 1 :] not in _INERT_METHODS
+

@@ -1,0 +1,146 @@
+"""LL301 writer-close-in-loop, LL302 scalar-logged-as-image, LL303 writer-used-after-close."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import libcst as cst
+
+from looplint.findings import Fix
+from looplint.static import fixes, names
+from looplint.static.model import ASSIGN, CLOSE, WRITE, Event, Loop, Model
+from looplint.static.rules import Hit, loop_label
+
+
+def _is_writer(model: Model, name: str | None, events: list[Event]) -> bool:
+    if name is None:
+        return False
+    return (
+        name in model.writers
+        or names.looks_like_writer(name)
+        or any(e.kind == WRITE and e.name == name for e in events)
+    )
+
+
+def _closing_loop(events: list[Event], close: Event) -> Loop | None:
+    """The outermost loop around the close that also writes with that writer and reuses it."""
+    for loop in close.loops:
+        if close.name in loop.targets or any(close.name.startswith(t + ".") for t in loop.targets):
+            return None  # `for w in writers: w.close()`
+        in_loop = [e for e in events if e.in_loop(loop) and e.name == close.name]
+        if any(e.kind == ASSIGN for e in in_loop):
+            continue  # a new writer each iteration
+        if any(e.kind == WRITE for e in in_loop):
+            return loop
+    return None
+
+
+def writer_close_in_loop(model: Model) -> Iterator[Hit]:
+    for scope in model.scopes:
+        events = model.events(scope)
+        closes = [e for e in events if e.kind == CLOSE and e.loops and _is_writer(model, e.name, events)]
+        placed: set[int] = set()
+        for close in closes:
+            loop = _closing_loop(events, close)
+            if loop is None:
+                continue
+            first_for_loop = id(loop) not in placed
+            placed.add(id(loop))
+            yield Hit(
+                "LL301",
+                close.node,
+                f"`{close.name}.close()` runs inside {loop_label(loop)}, which writes to it again: "
+                "the next write silently opens a new event file, and the run is split across files; "
+                "close the writer once, after training",
+                fix=lambda source, c=close, lp=loop, once=first_for_loop: _move_close(
+                    model, source, events, c, lp, once
+                ),
+            )
+
+
+def _move_close(model: Model, source, events, close: Event, loop: Loop, insert: bool) -> Fix | None:
+    if not fixes.sole_statement(close.statement, close.node):
+        return None
+    owner, _ = model.block_of.get(close.statement, (None, 0))
+    if owner is None or len(getattr(owner, "body", ())) < 2:
+        return None  # the close is alone in its block: deleting it would leave it empty
+    edits = [fixes.delete_line(source, close.statement)]
+    if insert and not _closed_after(events, close, loop):
+        edit = fixes.insert_after(source, loop.node, source.code(close.node))
+        if edit is None:
+            return None
+        edits.insert(0, edit)
+    return Fix("Move the close after the training loop", tuple(edits))
+
+
+def _closed_after(events: list[Event], close: Event, loop: Loop) -> bool:
+    after = False
+    for event in events:
+        if event.in_loop(loop):
+            after = True
+            continue
+        if after and event.kind == CLOSE and event.name == close.name:
+            return True
+    return False
+
+
+def writer_used_after_close(model: Model) -> Iterator[Hit]:
+    for scope in model.scopes:
+        events = model.events(scope)
+        for index, close in enumerate(events):
+            if close.kind != CLOSE or not _is_writer(model, close.name, events):
+                continue
+            if close.loops and _closing_loop(events, close) is not None:
+                continue  # reported by LL301
+            for later in events[index + 1 :]:
+                if later.name != close.name:
+                    continue
+                if later.kind == ASSIGN:
+                    break
+                if later.kind == WRITE and not later.exclusive_with(close):
+                    yield Hit(
+                        "LL303",
+                        later.node,
+                        f"`{close.name}.{later.data['method']}()` runs after `{close.name}.close()`: "
+                        "SummaryWriter silently opens a new event file for it, and the data lands "
+                        "apart from the run; write everything before closing",
+                    )
+                    break
+
+
+def scalar_logged_as_image(model: Model) -> Iterator[Hit]:
+    for scope in model.scopes:
+        for event in scope.events:
+            if event.kind != WRITE or event.data["method"] not in names.IMAGE_METHODS:
+                continue
+            image = _image_argument(event.node)
+            if image is not None and _is_number(model, image):
+                yield Hit(
+                    "LL302",
+                    image,
+                    f"`{event.data['method']}()` receives a number (a loss?), not an image tensor "
+                    "of shape (C, H, W): it fails or draws nothing useful; log numbers with "
+                    "`add_scalar()`",
+                )
+
+
+def _image_argument(call: cst.Call) -> cst.BaseExpression | None:
+    positional = [a for a in call.args if a.keyword is None and not a.star]
+    for arg in call.args:
+        if arg.keyword is not None and arg.keyword.value in ("img_tensor", "image"):
+            return arg.value
+    return positional[1].value if len(positional) > 1 else None
+
+
+def _is_number(model: Model, node: cst.BaseExpression) -> bool:
+    if isinstance(node, (cst.Integer, cst.Float)):
+        return True
+    if isinstance(node, cst.UnaryOperation):
+        return _is_number(model, node.expression)
+    if isinstance(node, cst.Call):
+        callee = names.callee_name(node)
+        return callee in ("item", "float", "int") or (callee is not None and names.is_loss_call(callee))
+    if isinstance(node, cst.BinaryOperation):
+        return _is_number(model, node.left) and _is_number(model, node.right)
+    name = names.dotted(node)
+    return name is not None and (names.looks_like_loss(name) or name in model.loss_tensors)
