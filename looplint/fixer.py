@@ -228,7 +228,9 @@ def _is_valid(finding: Finding) -> bool:
     if not edits or any(e.start < 0 or e.end < e.start for e in edits):
         return False
     # Two insertions at one offset have no defined order.
-    return all(a.end <= b.start and a.end < b.end for a, b in pairwise(edits))
+    return all(
+        a.end <= b.start and not a.start == a.end == b.start == b.end for a, b in pairwise(edits)
+    )
 
 
 def _identity(finding: Finding) -> tuple[str, str]:

@@ -167,6 +167,16 @@ def test_malformed_fixes_are_rejected_without_being_applied(edits):
     assert calls == []
 
 
+def test_a_fix_may_insert_where_its_own_deletion_ends():
+    source = "b()\na()\n"
+    rewrite = Fix("rewrite", (Edit(0, 4, ""), Edit(4, 4, "c()\n")))
+
+    def verify(text: str) -> list[Finding]:
+        return [Finding("toy.py", 1, 1, "LL900", "b", fix=rewrite)] if text == source else []
+
+    assert apply_fixes(source, verify(source), verify).source == "c()\na()\n"
+
+
 def test_a_fix_that_changes_nothing_is_rejected():
     finding = Finding("toy.py", 1, 1, "LL900", "m", fix=Fix("noop", (Edit(0, 1, "x"),)))
     result = apply_fixes("x = 1\n", [finding], lambda text: [finding])
