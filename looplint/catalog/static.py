@@ -1,5 +1,340 @@
-"""Documentation of the static rules."""
+"""Documentation of the static rules (LL0xx-LL4xx)."""
 
 from looplint.catalog import RuleInfo
 
-RULES: tuple[RuleInfo, ...] = ()
+RULES: tuple[RuleInfo, ...] = (
+    RuleInfo(
+        code="LL000",
+        name="syntax-error",
+        summary="The file does not parse.",
+        what="Reports a file that Python cannot parse, at the line the parser stopped.",
+        why="""
+            Nothing else in the file can be checked. The other files of the run are still linted.
+        """,
+        example="""
+            writer.add_scalar(tag='step_loss', avg_step_loss,
+                              running_loss1 = 0.0
+        """,
+        fix="Close the bracket, or fix what the message names.",
+    ),
+    RuleInfo(
+        code="LL101",
+        name="missing-zero-grad",
+        summary="A loop runs backward() and optimizer.step() but never clears that optimizer's gradients.",
+        what="""
+            Finds loops (for, while, comprehensions, and loops that call training helpers or methods
+            of the same file) that run a backward pass and step an optimizer, where nothing in the
+            loop clears that optimizer's gradients: no `optimizer.zero_grad()`, no
+            `model.zero_grad()`, no `p.grad = None`. Each optimizer is checked on its own, so the
+            generator of a GAN is caught even when the discriminator is cleared.
+        """,
+        why="""
+            `backward()` adds into `.grad`; it never overwrites. Without a clear, the gradient used
+            at step N is the sum of the gradients of batches 1..N: the effective learning rate grows
+            every step and training diverges or stalls, while the loop runs without any error.
+        """,
+        example="""
+            for inputs, targets in loader:
+                loss = criterion(model(inputs), targets)
+                loss.backward()
+                optimizer.step()
+        """,
+        fix="""
+            Clear once per step, before the backward pass or right after the step:
+
+                for inputs, targets in loader:
+                    optimizer.zero_grad()
+                    loss = criterion(model(inputs), targets)
+                    loss.backward()
+                    optimizer.step()
+
+            Intentional accumulation (`if (i + 1) % k == 0: optimizer.step(); optimizer.zero_grad()`)
+            is not reported.
+        """,
+        fixable="safe",
+    ),
+    RuleInfo(
+        code="LL102",
+        name="zero-grad-between-backward-and-step",
+        summary="Gradients are cleared after backward() and before the step that should use them.",
+        what="""
+            Finds `optimizer.zero_grad()` (or the zero_grad of the model the optimizer was built
+            from) placed after the backward pass and before `optimizer.step()`.
+        """,
+        why="""
+            The clear wipes the gradients the backward pass just computed, so the step sees zeros
+            (or `None`, with `set_to_none=True`) and does nothing: the loss stays flat, with no
+            error. Momentum and weight decay may still move the weights, which hides it further.
+        """,
+        example="""
+            loss.backward()
+            optimizer.zero_grad()
+            optimizer.step()
+        """,
+        fix="""
+            Clear before the backward pass:
+
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+        """,
+        fixable="safe",
+    ),
+    RuleInfo(
+        code="LL201",
+        name="accumulator-reset-misplaced",
+        summary="A loss accumulator is reset at the wrong loop level.",
+        what="""
+            Finds a loss accumulator (`running_loss += loss.item()`) whose reset
+            (`running_loss = 0.0`) sits outside the loop whose iterations each read of it should
+            summarize, or inside a deeper loop than the read. Not reported when the value is divided
+            by a counter that restarts with it (a cumulative mean is correct).
+        """,
+        why="""
+            Reset outside the epoch loop, the number logged each epoch is the sum of all epochs so
+            far: the curve climbs even while the model improves. Reset inside the batch loop, the
+            number logged after the loop holds only the last batch.
+        """,
+        example="""
+            running_loss = 0.0
+            for epoch in range(100):
+                for img, target in loader:
+                    ...
+                    running_loss += loss.item()
+                writer.add_scalar("epoch_loss", running_loss / len(loader), epoch)
+        """,
+        fix="""
+            Reset at the level where the value is read:
+
+                for epoch in range(100):
+                    running_loss = 0.0
+                    for img, target in loader:
+                        ...
+                        running_loss += loss.item()
+                    writer.add_scalar("epoch_loss", running_loss / len(loader), epoch)
+        """,
+    ),
+    RuleInfo(
+        code="LL202",
+        name="unaveraged-loss-logged",
+        summary="A sum of losses is logged without dividing by its count.",
+        what="""
+            Finds a loss accumulator that sums several iterations and goes to `add_scalar`,
+            `add_scalars`, `print` (also through f-strings, `%` and `.format`), `logging`,
+            `wandb.log`, `mlflow.log_metric`, a progress bar or another logger, directly or through
+            a plain alias, without being divided by how many terms it holds (directly, through an
+            intermediate variable, or with `/=`).
+        """,
+        why="""
+            The logged number scales with the number of batches: it changes when the batch size or
+            the dataset changes, and cannot be compared with a per-batch loss or a validation loss.
+            A running sum logged each step climbs like a ramp.
+        """,
+        example="""
+            total_test_loss = 0
+            with torch.no_grad():
+                for imgs, targets in test_loader:
+                    total_test_loss += loss_fn(model(imgs), targets).item()
+            writer.add_scalar("test_loss", total_test_loss, epoch)
+        """,
+        fix="""
+            Log the mean:
+
+                writer.add_scalar("test_loss", total_test_loss / len(test_loader), epoch)
+        """,
+    ),
+    RuleInfo(
+        code="LL203",
+        name="loss-tensor-accumulated",
+        summary="A loss tensor that requires grad is summed across iterations.",
+        what="""
+            Finds `total += loss` (or `total = total + criterion(...)`) across loop iterations where
+            the loss is still attached to the autograd graph: no `.item()`, `.detach()` or `.data`,
+            not under `torch.no_grad()` / `torch.inference_mode()`, and the sum is not itself
+            differentiated later (a multi-term loss built in a loop and then backwarded is fine).
+        """,
+        why="""
+            The sum keeps a reference to every iteration's graph, with all its saved activations:
+            memory grows with every batch until the epoch ends or the process runs out of memory.
+        """,
+        example="""
+            for x, y in loader:
+                loss = criterion(model(x), y)
+                loss.backward()
+                optimizer.step()
+                running_loss += loss
+        """,
+        fix="""
+            Accumulate a number (`running_loss += loss.item()`), or a detached tensor
+            (`running_loss += loss.detach()`) to avoid a device sync per step.
+        """,
+        fixable="safe",
+    ),
+    RuleInfo(
+        code="LL204",
+        name="periodic-check-outside-step-loop",
+        summary="A step-periodic check sits outside the loop that advances its counter.",
+        what="""
+            Finds `if step % N == 0` (also `(i + 1) % N`, `not step % N`) placed in an outer loop,
+            while `step` is advanced (`step += 1`, or the loop variable) by a loop nested inside it.
+        """,
+        why="""
+            The check sees the counter once per outer iteration, and is true only when the end of
+            an epoch happens to land on a multiple of N: the logging or checkpointing it guards
+            runs rarely or never.
+        """,
+        example="""
+            for epoch in range(100):
+                for img, target in loader:
+                    ...
+                    steps += 1
+                if steps % 100 == 0:
+                    writer.add_scalar("step_loss", loss.item(), steps)
+        """,
+        fix="Move the check into the loop that advances the counter.",
+    ),
+    RuleInfo(
+        code="LL301",
+        name="writer-close-in-loop",
+        summary="writer.close() runs inside a loop that writes to the writer again.",
+        what="""
+            Finds `writer.close()` inside a loop that writes to the same writer. Not reported for
+            `for w in writers: w.close()`, nor when the loop creates a new writer each iteration.
+        """,
+        why="""
+            torch's SummaryWriter does not fail when written after `close()`: it silently opens a
+            new event file. A close in the epoch loop splits the run into one file per epoch (100
+            closes make 101 files), and TensorBoard shows them as overlapping pieces.
+        """,
+        example="""
+            for epoch in range(10):
+                ...
+                writer.add_scalar("loss", loss.item(), epoch)
+                writer.close()
+        """,
+        fix="""
+            Close once, after the outermost training loop (or use `with SummaryWriter() as writer:`):
+
+                for epoch in range(10):
+                    ...
+                    writer.add_scalar("loss", loss.item(), epoch)
+                writer.close()
+        """,
+        fixable="safe",
+    ),
+    RuleInfo(
+        code="LL302",
+        name="scalar-logged-as-image",
+        summary="add_image/add_images receives a number or a loss.",
+        what="Finds `add_image()` / `add_images()` whose image argument is a number, `.item()`, or a loss.",
+        why="""
+            An image must be a (C, H, W) tensor or array: a scalar raises deep inside tensorboard
+            or produces an empty image, and the number you wanted to follow is not plotted.
+        """,
+        example="""
+            writer.add_image("epoch_loss", loss_result, epoch)
+        """,
+        fix="""
+            Numbers go to `add_scalar`:
+
+                writer.add_scalar("epoch_loss", loss_result.item(), epoch)
+        """,
+    ),
+    RuleInfo(
+        code="LL303",
+        name="writer-used-after-close",
+        summary="A writer is written to after it was closed.",
+        what="""
+            Finds a write (`add_scalar`, `add_hparams`, ...) that runs after `writer.close()` on
+            the same writer, with no new writer assigned in between.
+        """,
+        why="""
+            SummaryWriter silently opens a new event file for the late write; the data lands in a
+            separate file of the run, and a writer nobody closes again can lose its last events.
+        """,
+        example="""
+            writer.close()
+            writer.add_hparams({"lr": 0.1}, {"final_loss": final_loss})
+        """,
+        fix="Write everything first, then close.",
+    ),
+    RuleInfo(
+        code="LL401",
+        name="scheduler-step-before-optimizer-step",
+        summary="scheduler.step() runs before optimizer.step() in the same iteration or epoch.",
+        what="""
+            Finds a learning-rate scheduler stepped before the optimizer steps it schedules, in the
+            same loop iteration (or before the training loop).
+        """,
+        why="""
+            Since PyTorch 1.1 the scheduler must step after the optimizer. Stepping it first skips
+            the first value of the schedule and shifts every later one a step early (torch only
+            warns once: "Detected call of `lr_scheduler.step()` before `optimizer.step()`").
+        """,
+        example="""
+            for epoch in range(90):
+                scheduler.step()
+                for x, y in loader:
+                    ...
+                    optimizer.step()
+        """,
+        fix="""
+            Step the scheduler after the optimizer steps (after the batch loop for a per-epoch
+            schedule). The autofix is safe for `scheduler.step()` without arguments.
+        """,
+        fixable="safe",
+    ),
+    RuleInfo(
+        code="LL402",
+        name="parameter-in-several-groups",
+        summary="Optimizer parameter groups overlap.",
+        what="""
+            Finds optimizer parameter groups (at construction or through `add_param_group`) where
+            one group's parameters contain another's, e.g. `model.parameters()` and
+            `model.fc.parameters()`.
+        """,
+        why="""
+            torch refuses it at construction (`ValueError: some parameters appear in more than one
+            parameter group`); caught statically, it fails before a long data-loading start-up.
+        """,
+        example="""
+            optim.SGD([
+                {"params": model.parameters()},
+                {"params": model.fc.parameters(), "lr": 1e-2},
+            ], lr=1e-3)
+        """,
+        fix="""
+            Give each group disjoint parameters:
+
+                optim.SGD([
+                    {"params": model.base.parameters()},
+                    {"params": model.fc.parameters(), "lr": 1e-2},
+                ], lr=1e-3)
+        """,
+    ),
+    RuleInfo(
+        code="LL403",
+        name="scheduler-never-stepped",
+        summary="A learning-rate scheduler is created and never stepped.",
+        what="""
+            Finds a scheduler assigned to a name that is never stepped and never handed to other
+            code (returned, passed to a trainer, stored), so nothing can step it.
+        """,
+        why="""
+            The learning rate stays at its initial value for the whole run: the decay or warm-up
+            you configured never happens, silently.
+        """,
+        example="""
+            scheduler = CosineAnnealingLR(optimizer, T_max=100)
+            for epoch in range(100):
+                train_one_epoch()
+        """,
+        fix="""
+            Step it after the optimizer, as the schedule expects (per epoch or per batch):
+
+                for epoch in range(100):
+                    train_one_epoch()
+                    scheduler.step()
+        """,
+    ),
+)

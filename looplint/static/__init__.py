@@ -5,10 +5,15 @@ from __future__ import annotations
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
+import ast
+import re
+
 from looplint.findings import Finding
 from looplint.static.fixes import Source
 from looplint.static.model import Model
 from looplint.static.rules import all_rules
+
+_PARSER_PREFIX = re.compile(r"^(parser error: )?error at \d+:\d+: ")
 
 # A file that contains none of these substrings cannot produce a finding other than LL000:
 # LL1xx need `backward`, LL2xx a loss accumulator in a training loop or a `%` counter check next to
@@ -19,10 +24,20 @@ PREFILTER_MARKERS: tuple[str, ...] = ("backward", "step", "add_", "Writer", "wri
 
 def analyze_source(source: str, path: str = "<stdin>") -> list[Finding]:
     """Unfiltered findings for one file's text (LL000 when it does not parse)."""
+    # CPython's parser first: it is much cheaper, words errors better, and refuses the deep
+    # nesting that would overflow the native stack of the CST parser.
+    try:
+        compile(source, path, "exec", ast.PyCF_ONLY_AST)
+    except SyntaxError as error:
+        return [syntax_error(path, error.msg, error.lineno or 1, (error.offset or 1) - 1)]
+    except (RecursionError, MemoryError):
+        return [syntax_error(path, "too deeply nested to parse", 1, 0)]
+    except ValueError as error:  # null bytes
+        return [syntax_error(path, str(error), 1, 0)]
     try:
         module = cst.parse_module(source)
     except cst.ParserSyntaxError as error:
-        return [syntax_error(path, error.message, error.raw_line, error.raw_column)]
+        return [syntax_error(path, _PARSER_PREFIX.sub("", error.message), error.editor_line, error.editor_column - 1)]
     except RecursionError:
         return [syntax_error(path, "too deeply nested to parse", 1, 0)]
     try:

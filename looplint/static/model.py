@@ -104,6 +104,7 @@ class Model:
         self.writers: set[str] = set()
         self.engines: set[str] = set()  # receivers of X.backward(loss): Accelerate, DeepSpeed
         self.cleared: set[str] = set()  # receivers of X.zero_grad()
+        self.stepped: set[str] = set()  # receivers of X.step()
         self.scaler_stepped: set[str] = set()  # X in scaler.step(X)
         self.loss_tensors: set[str] = set()  # names bound to a loss computation or backwarded
         self._expanded: dict[int, list[Event]] = {}
@@ -119,7 +120,7 @@ class Model:
             return "optimizer"
         if name in self.engines:
             return "engine"
-        if names.looks_like_optimizer(name) or name in self.cleared:
+        if names.looks_like_optimizer(name) or (name in self.cleared and name in self.stepped):
             return "optimizer"
         return None
 
@@ -380,7 +381,8 @@ class _Builder:
             if name is not None:
                 self.emit(READ, name, node, ctx, divisors=ctx.divisors, in_log=ctx.in_log)
                 if isinstance(node, cst.Subscript):
-                    self.children(node.slice, ctx)
+                    for element in node.slice:
+                        self.children(element, ctx)
                 return
             self.children(node, ctx)
         elif isinstance(node, cst.BinaryOperation) and isinstance(node.operator, (cst.Divide, cst.FloorDivide)):
@@ -428,7 +430,7 @@ class _Builder:
         if isinstance(func, cst.Attribute) and receiver is None:
             self.expr(func.value, dataclasses.replace(ctx, divisors=None))
         elif receiver is not None and method not in ("step", "zero_grad", "backward"):
-            self.emit(READ, receiver, func.value, ctx, divisors=None, in_log=ctx.in_log, method=method)
+            self.emit(READ, receiver, func.value, ctx, divisors=ctx.divisors, in_log=ctx.in_log, method=method)
         for arg in node.args:
             self.expr(arg.value, arg_ctx)
         positional = [a.value for a in node.args if a.keyword is None and not a.star]
@@ -467,6 +469,8 @@ class _Builder:
                 closure = positional[0]
                 if isinstance(closure, cst.Name):
                     self.emit(CALL, closure.value, node, ctx, args=())
+            if receiver is not None:
+                self.model.stepped.add(receiver)
             self.emit(STEP, receiver, node, ctx, args=tuple(positional) + tuple(a.value for a in node.args if a.keyword))
         elif method in names.WRITER_METHODS and receiver is not None:
             self.emit(WRITE, receiver, node, ctx, method=method)

@@ -57,7 +57,7 @@ def _accumulators(model: Model, events: list[Event]) -> list[Accumulator]:
             acc.divides.append(event)
         elif event.kind == READ and id(event.statement) not in statements:
             acc.reads.append(event)
-    return [acc for acc in found.values() if acc.resets and acc.spans_iterations]
+    return [acc for acc in found.values() if acc.resets]
 
 
 def _counter_spans(model: Model, events: list[Event], acc: Accumulator, read: Event) -> bool:
@@ -128,9 +128,11 @@ def unaveraged_loss_logged(model: Model) -> Iterator[Hit]:
     for scope in model.scopes:
         events = model.events(scope)
         for acc in _accumulators(model, events):
+            if not acc.spans_iterations:
+                continue
             aliases = _aliases(events, acc.name)
             for index, event in enumerate(events):
-                if event.kind != READ or not event.data.get("in_log") or event.data.get("divisors"):
+                if event.kind != READ or not event.data.get("in_log") or event.data.get("divisors") is not None:
                     continue
                 if event.name != acc.name and event.name not in aliases and not (
                     event.name.startswith(acc.name + ".") and event.data.get("method") in ("item", "cpu", None)
@@ -145,7 +147,6 @@ def unaveraged_loss_logged(model: Model) -> Iterator[Hit]:
                     "by how many it holds, so the curve tracks the number of batches, not the loss; "
                     f"log `{acc.name} / <count>`",
                 )
-                break
 
 
 def _aliases(events: list[Event], name: str) -> set[str]:
@@ -182,7 +183,7 @@ def loss_tensor_accumulated(model: Model) -> Iterator[Hit]:
         events = model.events(scope)
         always_no_grad = _always_no_grad(model, scope)
         for acc in _accumulators(model, events):
-            if acc.name in backwarded or _feeds_backward(events, acc.name, backwarded):
+            if not acc.spans_iterations or acc.name in backwarded or _feeds_backward(events, acc.name, backwarded):
                 continue
             for update in acc.updates:
                 if update.no_grad or always_no_grad:

@@ -1,0 +1,90 @@
+"""Every fixture under fixtures/static and fixtures/seed yields exactly its expected findings."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from looplint.catalog import RULES
+from looplint.static import analyze_source
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+EXPECTED: dict[str, list[str]] = tomllib.loads((FIXTURES / "expected.toml").read_text())
+CASES = sorted(p.relative_to(FIXTURES).as_posix() for d in ("static", "seed") for p in (FIXTURES / d).glob("*.py"))
+STATIC_CODES = sorted(code for code, info in RULES.items() if info.origin in ("static", "both") and code != "LL000")
+
+
+def findings_of(relative: str) -> list[str]:
+    path = FIXTURES / relative
+    return [f"{f.line}:{f.code}" for f in analyze_source(path.read_text(encoding="utf-8"), str(path))]
+
+
+@pytest.mark.parametrize("relative", CASES)
+def test_fixture_matches_expectations(relative: str) -> None:
+    assert relative in EXPECTED, f"add {relative} to fixtures/expected.toml"
+    assert findings_of(relative) == EXPECTED[relative]
+
+
+def test_every_expectation_has_its_fixture() -> None:
+    assert sorted(EXPECTED) == CASES
+
+
+@pytest.mark.parametrize("code", STATIC_CODES)
+def test_every_rule_fires_somewhere_and_has_silent_neighbours(code: str) -> None:
+    firing = [name for name, found in EXPECTED.items() if any(f.endswith(code) for f in found)]
+    silent = [name for name, found in EXPECTED.items() if not found]
+    assert firing, f"{code} has no fixture that fires"
+    assert len(silent) >= len(firing)
+
+
+def test_findings_point_at_the_right_column() -> None:
+    source = "for x, y in loader:\n    loss = f(x, y)\n    loss.backward()\n    opt.step()\n"
+    (finding,) = analyze_source(source, "t.py")
+    assert (finding.code, finding.line, finding.column, finding.end_column) == ("LL101", 4, 5, 15)
+
+
+def test_syntax_error_is_reported_with_python_wording() -> None:
+    (finding,) = analyze_source("for x in y:\nprint(x)\n", "bad.py")
+    assert finding.code == "LL000"
+    assert finding.line == 2
+    assert "indented block" in finding.message
+
+
+def test_deeply_nested_expression_is_reported_not_raised() -> None:
+    source = "x = " + "(" * 5000 + "1" + ")" * 5000 + "\nloss.backward()\n"
+    (finding,) = analyze_source(source, "deep.py")
+    assert finding.code == "LL000"
+
+
+def test_helper_called_from_loop_is_reported_once() -> None:
+    source = (
+        "def step(model, optimizer, batch):\n"
+        "    loss = model(batch)\n"
+        "    loss.backward()\n"
+        "    optimizer.step()\n"
+        "\n"
+        "def train(model, optimizer, loader):\n"
+        "    for batch in loader:\n"
+        "        step(model, optimizer, batch)\n"
+        "    for batch in loader:\n"
+        "        step(model, optimizer, batch)\n"
+    )
+    assert [f"{f.line}:{f.code}" for f in analyze_source(source)] == ["4:LL101"]
+
+
+def test_unknown_helper_receiving_the_optimizer_may_clear_it() -> None:
+    source = (
+        "for batch in loader:\n"
+        "    loss = model(batch)\n"
+        "    loss.backward()\n"
+        "    optimizer.step()\n"
+        "    utils.reset_gradients(optimizer)\n"
+    )
+    assert analyze_source(source) == []
