@@ -1,0 +1,137 @@
+"""The pre-commit hooks, run for real with `pre-commit try-repo` against this repository.
+
+pre-commit installs looplint from a commit of this repository, so these tests exercise the last
+commit (HEAD), not uncommitted work. The first install builds a virtualenv (about a minute); it is
+shared by every test of the session through PRE_COMMIT_HOME.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+
+BUGGY = """\
+import torch
+
+model = torch.nn.Linear(4, 1)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+for x, y in loader:
+    loss = torch.nn.functional.mse_loss(model(x), y)
+    loss.backward()
+    optimizer.step()
+"""
+
+FIXED = BUGGY.replace("    loss.backward()", "    optimizer.zero_grad()\n    loss.backward()")
+
+
+@pytest.fixture(scope="session")
+def head() -> str:
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("needs git and a git checkout of looplint")
+    return subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def pre_commit_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("pre-commit-home")
+
+
+@pytest.fixture
+def project(tmp_path: Path, pre_commit_home: Path, head: str, monkeypatch: pytest.MonkeyPatch):
+    """A fresh git repository; `project.hook(id, *args)` runs one of our hooks in it."""
+    monkeypatch.setenv("PRE_COMMIT_HOME", str(pre_commit_home))
+    for variable in ("GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME"):
+        monkeypatch.setenv(variable, "looplint tests")
+    for variable in ("GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL"):
+        monkeypatch.setenv(variable, "tests@looplint.invalid")
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    return Project(tmp_path, head)
+
+
+class Project:
+    def __init__(self, path: Path, head: str) -> None:
+        self.path = path
+        self.head = head
+
+    def add(self, name: str, text: str) -> Path:
+        file = self.path / name
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_text(text)
+        subprocess.run(["git", "add", name], cwd=self.path, check=True)
+        return file
+
+    def hook(self, hook_id: str, *args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "pre_commit", "try-repo", str(ROOT), hook_id]
+        command += ["--ref", self.head, "--color", "never", *args]
+        return subprocess.run(command, cwd=self.path, capture_output=True, text=True, timeout=600)
+
+
+def test_hook_fails_on_the_bug_and_passes_once_fixed(project: Project):
+    train = project.add("train.py", BUGGY)
+    failed = project.hook("looplint", "--all-files")
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "looplint..." in failed.stdout and "Failed" in failed.stdout
+    assert "train.py:8:5: LL101" in failed.stdout
+
+    train.write_text(FIXED)
+    passed = project.hook("looplint", "--all-files")
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    assert "Passed" in passed.stdout
+
+
+def test_fix_hook_rewrites_the_file_then_passes(project: Project):
+    train = project.add("train.py", BUGGY)
+    fixing = project.hook("looplint-fix", "--all-files")
+    # pre-commit fails a hook that changed files, so that the user reviews the change.
+    assert fixing.returncode == 1, fixing.stdout + fixing.stderr
+    assert "files were modified by this hook" in fixing.stdout
+    assert train.read_text() == FIXED
+    again = project.hook("looplint-fix", "--all-files")
+    assert again.returncode == 0, again.stdout + again.stderr
+
+
+def test_no_matching_files_skips_the_hook(project: Project):
+    project.add("README.md", "# not Python\n")
+    result = project.hook("looplint", "--all-files")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "(no files to check)Skipped" in result.stdout
+
+
+def test_hundreds_of_files_and_a_notebook(project: Project):
+    nbformat = pytest.importorskip("nbformat")
+    for index in range(300):
+        project.add(f"pkg/module_{index}.py", FIXED if index % 2 else f"VALUE = {index}\n")
+    project.add("pkg/module_150.py", BUGGY)
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_markdown_cell("# Train"), nbformat.v4.new_code_cell(BUGGY)]
+    project.add("train.ipynb", nbformat.writes(notebook))
+    result = project.hook("looplint", "--all-files")
+    assert result.returncode == 1, result.stdout + result.stderr
+    reported = sorted(line for line in result.stdout.splitlines() if ": LL" in line)
+    assert [line.split(" LL101 ")[0] for line in reported] == [
+        "pkg/module_150.py:8:5:",
+        "train.ipynb:cell 2:8:5:",
+    ]
+
+
+def test_hooks_file_lists_both_hooks():
+    text = (ROOT / ".pre-commit-hooks.yaml").read_text()
+    yaml = pytest.importorskip("yaml")
+    hooks = {hook["id"]: hook for hook in yaml.safe_load(text)}
+    assert set(hooks) == {"looplint", "looplint-fix"}
+    for hook in hooks.values():
+        assert hook["language"] == "python"
+        assert hook["types_or"] == ["python", "jupyter"]
+    assert hooks["looplint-fix"]["entry"].split()[:2] == ["looplint", "--fix"]
+    assert os.path.basename(hooks["looplint"]["entry"].split()[0]) == "looplint"
