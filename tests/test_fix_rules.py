@@ -269,6 +269,7 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         cwd=cwd,
         capture_output=True,
         text=True,
+        check=False,
         env={**os.environ, "NO_COLOR": "1"},
     )
 
