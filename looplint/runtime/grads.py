@@ -1,0 +1,304 @@
+"""Gradient bookkeeping: which backward passes each parameter's .grad holds when a step uses it.
+
+Every backward pass gets an id. A per-parameter post-accumulate-grad hook notes the ids that flow
+into the current `.grad`; clearing is observed through patched `zero_grad` methods, `Tensor.zero_`
+on a gradient, and `.grad` becoming None or another tensor. At each optimizer step (post hook, so
+LBFGS closures have run) the step's contributions are compared with that optimizer's previous step.
+No tensor value is ever read here.
+"""
+
+from __future__ import annotations
+
+import weakref
+from array import array
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from looplint.runtime.sites import Site, user_site
+
+
+class _ParamState:
+    """What the current .grad of one parameter is made of."""
+
+    __slots__ = ("param_ref", "first", "count", "last", "grad_ref", "clear_site", "__weakref__")
+
+    def __init__(self, param: torch.Tensor) -> None:
+        self.param_ref = weakref.ref(param)
+        self.first = 0  # oldest backward id in .grad (0: none, or from before the session)
+        self.count = 0  # backward passes accumulated since the last clear
+        self.last = 0  # newest backward id that touched this parameter, even if cleared since
+        self.grad_ref: weakref.ref[torch.Tensor] | None = None
+        self.clear_site: Site | None = None
+
+    def clear(self, site: Site | None) -> None:
+        self.count = 0
+        self.first = 0
+        self.clear_site = site
+
+
+@dataclass
+class OptimizerState:
+    """One optimizer seen during the session."""
+
+    label: str
+    created_at: Site | None
+    params: list[_ParamState] = field(default_factory=list)
+    param_count: int = 0
+    steps: int = 0
+    marker: int = 0  # backward count at this optimizer's previous step
+    evaluated: bool = False  # False until a step whose gradients were fully observed
+    passes_per_step: Counter = field(default_factory=Counter)
+    step_sites: Counter = field(default_factory=Counter)
+    used_closure: bool = False
+
+
+@dataclass
+class Problem:
+    """One gradient problem at one step site, aggregated over the steps where it happened."""
+
+    code: str
+    site: Site | None
+    optimizer: str
+    first_step: int
+    message: str
+    occurrences: int = 1
+    related: list[Site] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class GradTracker:
+    """Installs the gradient hooks and turns what they saw into problems."""
+
+    def __init__(self, guard: Callable[..., Any], accumulation_steps: int | None) -> None:
+        self._guard = guard  # runs a bookkeeping callable, turning its errors into one warning
+        self.accumulation_steps = accumulation_steps
+        self.backward_count = 0
+        self.backward_sites: Counter[Site | None] = Counter()
+        self.total_steps = 0
+        self.step_marks = array("q")  # backward count at each optimizer step, in order
+        self.optimizers: dict[int, OptimizerState] = {}
+        self._optimizer_refs: dict[int, Any] = {}
+        self._params: dict[int, _ParamState] = {}
+        self._grad_ptrs: dict[int, _ParamState] = {}
+        self._handles: list[Any] = []
+        self.problems: dict[tuple[str, int, Site | None], Problem] = {}
+        # [first, last] backward ids whose gradients some optimizer step really used.
+        self.consumed: list[list[int]] = []
+        self.on_step: list[Callable[[torch.optim.Optimizer, OptimizerState], None]] = []
+
+    # -- registration -------------------------------------------------------------------------
+    def track_optimizer(
+        self, optimizer: torch.optim.Optimizer, site: Site | None, *, from_start: bool = False
+    ) -> OptimizerState:
+        """Start (or keep) tracking an optimizer. `from_start`: seen at construction, so every
+        backward pass into its parameters is observed and its first step can be checked too."""
+        key = id(optimizer)
+        state = self.optimizers.get(key)
+        if state is None or self._optimizer_refs.get(key) is not optimizer:
+            name = type(optimizer).__name__
+            index = sum(1 for s in self.optimizers.values() if s.label.split("#")[0] == name)
+            label = name + (f"#{index + 1}" if index else "")
+            state = OptimizerState(label=label, created_at=site, evaluated=from_start)
+            self.optimizers[key] = state
+            self._optimizer_refs[key] = optimizer
+        self._sync_params(optimizer, state)
+        return state
+
+    def _sync_params(self, optimizer: torch.optim.Optimizer, state: OptimizerState) -> None:
+        count = sum(len(group["params"]) for group in optimizer.param_groups)
+        if count == state.param_count:
+            return
+        known = {id(s) for s in state.params}
+        for group in optimizer.param_groups:
+            for param in group["params"]:
+                param_state = self._param_state(param)
+                if id(param_state) not in known:
+                    known.add(id(param_state))
+                    state.params.append(param_state)
+        state.param_count = count
+
+    def _param_state(self, param: torch.Tensor) -> _ParamState:
+        state = self._params.get(id(param))
+        if state is not None and state.param_ref() is param:
+            return state
+        state = _ParamState(param)
+        self._params[id(param)] = state
+        if param.grad is not None:
+            # Gradient from before the session: unknown backward passes, older than any step.
+            state.count = 1
+            state.grad_ref = weakref.ref(param.grad)
+            self._grad_ptrs[param.grad.data_ptr()] = state
+        if param.requires_grad:
+            self._handles.append(param.register_post_accumulate_grad_hook(self._make_hook(state)))
+        return state
+
+    def _make_hook(self, state: _ParamState) -> Callable[[torch.Tensor], None]:
+        def after_accumulate(param: torch.Tensor) -> None:
+            try:
+                grad = param.grad
+                ref = state.grad_ref
+                if ref is None or ref() is not grad:
+                    # .grad was None (cleared) or replaced since we last saw it.
+                    state.count = 0
+                    state.grad_ref = weakref.ref(grad)
+                    self._grad_ptrs[grad.data_ptr()] = state
+                backward_id = self.backward_count
+                if state.count == 0:
+                    state.first = backward_id
+                    state.count = 1
+                elif state.last != backward_id:
+                    state.count += 1
+                state.last = backward_id
+            except Exception as error:  # noqa: BLE001 - never raise into backward
+                self._guard(error)
+
+        return after_accumulate
+
+    def remove_hooks(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    # -- events -----------------------------------------------------------------------------
+    def on_backward(self, site: Site | None) -> None:
+        self.backward_count += 1
+        self.backward_sites[site] += 1
+
+    def on_clear_params(self, params: Any, site: Site | None) -> None:
+        for param in params:
+            state = self._params.get(id(param))
+            if state is not None and state.param_ref() is param:
+                state.clear(site)
+
+    def on_clear_optimizer(self, optimizer: torch.optim.Optimizer, site: Site | None) -> None:
+        for group in optimizer.param_groups:
+            self.on_clear_params(group["params"], site)
+
+    def on_tensor_zeroed(self, tensor: torch.Tensor) -> None:
+        if not self._grad_ptrs:
+            return
+        state = self._grad_ptrs.get(tensor.data_ptr())
+        if state is None:
+            return
+        param = state.param_ref()
+        grad = None if param is None else param.grad
+        if grad is not None and grad.data_ptr() == tensor.data_ptr():
+            state.clear(user_site())
+
+    def on_step_pre(self, optimizer: torch.optim.Optimizer, kwargs: dict[str, Any], args: tuple) -> None:
+        state = self.track_optimizer(optimizer, None)
+        state.used_closure = state.used_closure or bool(kwargs.get("closure") or len(args) > 1)
+
+    def on_step_post(self, optimizer: torch.optim.Optimizer) -> OptimizerState:
+        state = self.track_optimizer(optimizer, None)
+        state.steps += 1
+        self.total_steps += 1
+        self.step_marks.append(self.backward_count)
+        marker = state.marker
+        consumed_params = 0
+        stale_params = 0
+        passes = 0
+        stale_passes = 0
+        oldest = 0
+        newest_touch = 0
+        clear_sites: Counter[Site | None] = Counter()
+        for param_state in state.params:
+            param = param_state.param_ref()
+            if param is None:
+                continue
+            grad = param.grad
+            if grad is None:
+                if param_state.count:
+                    param_state.clear(None)  # `p.grad = None` somewhere
+            elif param_state.grad_ref is None or param_state.grad_ref() is not grad:
+                # Assigned by the user (`p.grad = tensor`): its history is unknown, count it fresh.
+                param_state.grad_ref = weakref.ref(grad)
+                param_state.first, param_state.count = self.backward_count, 1
+            if param_state.last > newest_touch:
+                newest_touch = param_state.last
+            if param_state.count:
+                consumed_params += 1
+                passes = max(passes, param_state.count)
+                if oldest == 0 or param_state.first < oldest:
+                    oldest = param_state.first
+                if param_state.first <= marker:
+                    stale_params += 1
+                    stale_passes = max(stale_passes, param_state.count)
+            elif param_state.last > marker:
+                clear_sites[param_state.clear_site] += 1
+        site = user_site()
+        state.step_sites[site] += 1
+        if state.evaluated:
+            self._check_step(state, site, marker, consumed_params, stale_params, stale_passes, passes,
+                             newest_touch, clear_sites)
+        if consumed_params:
+            self._mark_consumed(max(oldest, 1), self.backward_count)
+            state.passes_per_step[passes] += 1
+        state.evaluated = True
+        state.marker = self.backward_count
+        for callback in self.on_step:
+            callback(optimizer, state)
+        return state
+
+    def _check_step(self, state: OptimizerState, site: Site | None, marker: int, consumed_params: int,
+                    stale_params: int, stale_passes: int, passes: int, newest_touch: int,
+                    clear_sites: Counter) -> None:
+        if stale_params:
+            self._record(
+                "LL101", state, site,
+                f"gradients of {stale_params} parameters accumulated across {stale_passes} backward "
+                f"passes without being cleared: `{state.label}.step()` also used gradients that its "
+                "previous step had already applied",
+                details={"parameters": stale_params, "backward_passes": stale_passes},
+            )
+        elif (
+            self.accumulation_steps is not None
+            and consumed_params
+            and not state.used_closure
+            and passes != self.accumulation_steps
+        ):
+            self._record(
+                "LL101", state, site,
+                f"`{state.label}.step()` used gradients of {passes} backward passes, "
+                f"expected accumulation_steps={self.accumulation_steps}",
+                details={"backward_passes": passes, "expected": self.accumulation_steps},
+            )
+        if not consumed_params and newest_touch > marker and newest_touch == self.backward_count:
+            clear_site = clear_sites.most_common(1)[0][0] if clear_sites else None
+            where = f" (cleared at {clear_site.display()})" if clear_site else ""
+            self._record(
+                "LL102", state, site,
+                f"`{state.label}.step()` ran with no gradients right after a backward pass: they "
+                f"were cleared between backward and step{where}, so the step did nothing",
+                related=[clear_site] if clear_site else [],
+            )
+
+    def _record(self, code: str, state: OptimizerState, site: Site | None, message: str, *,
+                details: dict[str, Any] | None = None, related: list[Site] | None = None) -> None:
+        key = (code, id(state), site)
+        problem = self.problems.get(key)
+        if problem is not None:
+            problem.occurrences += 1
+            # Stale gradients pile up step after step: report the worst count seen.
+            if (details or {}).get("backward_passes", 0) > problem.details.get("backward_passes", 0):
+                problem.message, problem.details = message, dict(details or {})
+            return
+        backward_sites = [s for s, _ in self.backward_sites.most_common(3) if s is not None]
+        self.problems[key] = Problem(
+            code=code, site=site, optimizer=state.label, first_step=state.steps, message=message,
+            related=[*(related or []), *backward_sites], details=dict(details or {}),
+        )
+
+    def _mark_consumed(self, first: int, last: int) -> None:
+        if self.consumed and first <= self.consumed[-1][1] + 1:
+            self.consumed[-1][1] = max(self.consumed[-1][1], last)
+            self.consumed[-1][0] = min(self.consumed[-1][0], first)
+        else:
+            self.consumed.append([first, last])
+
+    def was_consumed(self, backward_id: int) -> bool:
+        """Whether an optimizer step used the gradients of this backward pass."""
+        return any(first <= backward_id <= last for first, last in self.consumed)

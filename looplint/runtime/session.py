@@ -1,0 +1,432 @@
+"""One instrumented run: installs hooks and patches, collects observations, builds findings."""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import time
+import warnings
+from typing import Any, Callable, TypeVar
+
+import torch
+
+from looplint.findings import Finding
+from looplint.runtime.grads import GradTracker, OptimizerState
+from looplint.runtime.health import Health, SyncCounter
+from looplint.runtime.patches import Undo
+from looplint.runtime.sites import Site, display_path, user_site
+from looplint.runtime.writers import WriterTracker
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class StopRun(BaseException):
+    """Raised from the step hook to end a `looplint run --max-steps N` run (not an Exception, so
+    the script's own `except Exception` blocks let it through)."""
+
+
+class RuntimeFindingsError(AssertionError):
+    """Raised on exit by `watch(strict=True)` when the run produced findings."""
+
+
+class RuntimeReport:
+    """What a watched run produced: `findings` (looplint Findings, origin "runtime") and a
+    `summary` dict (steps, backward passes, writers, ...). Filled when the watched block exits."""
+
+    def __init__(self) -> None:
+        self.findings: list[Finding] = []
+        self.summary: dict[str, Any] = {}
+        self.finished = False
+
+    def __repr__(self) -> str:
+        return f"RuntimeReport(findings={len(self.findings)}, summary={self.summary!r})"
+
+
+def _load_observers() -> list[Any]:
+    try:
+        from looplint.lrfind.monitor import LRMonitor
+    except ImportError:
+        return []
+    try:
+        return [LRMonitor()]
+    except Exception as error:  # noqa: BLE001 - an observer must not stop the run
+        warnings.warn(f"looplint: learning-rate monitor unavailable: {error}", RuntimeWarning, stacklevel=2)
+        return []
+
+
+class Session:
+    """Instruments torch for the duration of one watched run."""
+
+    def __init__(
+        self,
+        *,
+        accumulation_steps: int | None = None,
+        grad_checks: bool = True,
+        writer_checks: bool = True,
+        health_checks: bool = True,
+        max_steps: int | None = None,
+        observers: list[Any] | None = None,
+    ) -> None:
+        self.accumulation_steps = accumulation_steps
+        self.grad_checks = grad_checks
+        self.writer_checks = writer_checks
+        self.health_checks = health_checks
+        self.max_steps = max_steps
+        self.observers = _load_observers() if observers is None else observers
+        self.errors: list[str] = []
+        self.grads = GradTracker(self._internal_error, accumulation_steps)
+        self.writers = WriterTracker(self._internal_error)
+        self.health = Health()
+        self.syncs = SyncCounter(self.health)
+        self.writers.on_new_writer = lambda writer: self._notify("on_writer", writer)
+        self._undo = Undo()
+        self._started = 0.0
+        self._active = False
+
+    # -- safety -----------------------------------------------------------------------------
+    def _internal_error(self, error: BaseException) -> None:
+        if len(self.errors) < 20:
+            self.errors.append(f"{type(error).__name__}: {error}")
+
+    def _notify(self, method: str, *args: Any) -> Any:
+        """Call an observer method; its errors are recorded, never raised into the script."""
+        results = []
+        self.writers.muted += 1
+        try:
+            for observer in self.observers:
+                handler = getattr(observer, method, None)
+                if handler is None:
+                    continue
+                try:
+                    results.append(handler(*args))
+                except Exception as error:  # noqa: BLE001
+                    self._internal_error(error)
+        finally:
+            self.writers.muted -= 1
+        return results
+
+    # -- install / remove ---------------------------------------------------------------------
+    def start(self) -> None:
+        self._started = time.time()
+        self._active = True
+        try:
+            self._install()
+        except BaseException:
+            self._undo.run()
+            self._active = False
+            raise
+
+    def _install(self) -> None:
+        from torch.optim import optimizer as optim_module
+
+        undo = self._undo
+        session = self
+        undo.call(self.grads.remove_hooks)
+
+        original_backward = torch.autograd.backward
+
+        def backward(tensors: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                session._on_backward(tensors)
+            except Exception as error:  # noqa: BLE001
+                session._internal_error(error)
+            return original_backward(tensors, *args, **kwargs)
+
+        functools.update_wrapper(backward, original_backward)
+        undo.patch(torch.autograd, "backward", backward)
+
+        if self.grad_checks or self.health_checks or self.max_steps is not None or self.observers:
+            undo.handle(optim_module.register_optimizer_step_pre_hook(self._on_step_pre))
+            undo.handle(optim_module.register_optimizer_step_post_hook(self._on_step_post))
+            self._patch_optimizer_init(undo)
+        if self.grad_checks:
+            self._patch_clearing(undo)
+        if self.observers:
+            self._patch_scheduler_init(undo)
+        if self.writer_checks:
+            try:
+                self.writers.install(undo)
+            except ImportError:
+                pass  # tensorboard is not installed: nothing can write
+        if self.health_checks:
+            undo.call(self.syncs.stop)
+            self.syncs.start()
+
+    def _patch_optimizer_init(self, undo: Undo) -> None:
+        original_init = torch.optim.Optimizer.__init__
+        session = self
+
+        def __init__(optimizer: torch.optim.Optimizer, *args: Any, **kwargs: Any) -> None:
+            original_init(optimizer, *args, **kwargs)
+            try:
+                session.grads.track_optimizer(optimizer, user_site(), from_start=True)
+            except Exception as error:  # noqa: BLE001
+                session._internal_error(error)
+
+        functools.update_wrapper(__init__, original_init)
+        undo.patch(torch.optim.Optimizer, "__init__", __init__)
+
+    def _patch_clearing(self, undo: Undo) -> None:
+        session = self
+        grads = self.grads
+
+        original_zero_grad = torch.optim.Optimizer.zero_grad
+
+        def optimizer_zero_grad(optimizer: torch.optim.Optimizer, *args: Any, **kwargs: Any) -> Any:
+            try:
+                grads.on_clear_optimizer(optimizer, user_site())
+            except Exception as error:  # noqa: BLE001
+                session._internal_error(error)
+            return original_zero_grad(optimizer, *args, **kwargs)
+
+        functools.update_wrapper(optimizer_zero_grad, original_zero_grad)
+        undo.patch(torch.optim.Optimizer, "zero_grad", optimizer_zero_grad)
+
+        original_module_zero_grad = torch.nn.Module.zero_grad
+
+        def module_zero_grad(module: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
+            try:
+                grads.on_clear_params(module.parameters(), user_site())
+            except Exception as error:  # noqa: BLE001
+                session._internal_error(error)
+            return original_module_zero_grad(module, *args, **kwargs)
+
+        functools.update_wrapper(module_zero_grad, original_module_zero_grad)
+        undo.patch(torch.nn.Module, "zero_grad", module_zero_grad)
+
+        original_zero_ = torch.Tensor.zero_
+
+        def zero_(tensor: torch.Tensor) -> torch.Tensor:
+            result = original_zero_(tensor)
+            try:
+                grads.on_tensor_zeroed(tensor)
+            except Exception as error:  # noqa: BLE001
+                session._internal_error(error)
+            return result
+
+        functools.update_wrapper(zero_, original_zero_)
+        undo.patch(torch.Tensor, "zero_", zero_)
+
+    def _patch_scheduler_init(self, undo: Undo) -> None:
+        from torch.optim import lr_scheduler
+
+        original_init = lr_scheduler.LRScheduler.__init__
+        session = self
+
+        def __init__(scheduler: Any, *args: Any, **kwargs: Any) -> None:
+            original_init(scheduler, *args, **kwargs)
+            session._notify("on_scheduler_created", scheduler)
+
+        functools.update_wrapper(__init__, original_init)
+        undo.patch(lr_scheduler.LRScheduler, "__init__", __init__)
+
+    def stop(self) -> list[str]:
+        """Remove every hook and patch; returns the errors met while undoing."""
+        self._active = False
+        return [f"{type(e).__name__}: {e}" for e in self._undo.run()]
+
+    # -- hooks ------------------------------------------------------------------------------
+    def _on_backward(self, tensors: Any) -> None:
+        site = user_site()
+        self.grads.on_backward(site)
+        loss = tensors if isinstance(tensors, torch.Tensor) else None
+        if loss is None and isinstance(tensors, (tuple, list)) and len(tensors) == 1:
+            loss = tensors[0]
+        if self.health_checks and loss is not None:
+            self.health.on_loss(loss, self.grads.backward_count, site)
+        if loss is not None:
+            self._notify("on_backward", loss)
+
+    def _on_step_pre(self, optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
+        try:
+            self.grads.on_step_pre(optimizer, kwargs, args)
+        except Exception as error:  # noqa: BLE001
+            self._internal_error(error)
+
+    def _on_step_post(self, optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
+        try:
+            state: OptimizerState = self.grads.on_step_post(optimizer)
+            if self.health_checks:
+                site = next(iter(state.step_sites)) if state.step_sites else None
+                self.health.on_step(optimizer, self.grads.total_steps, site, state.label)
+        except Exception as error:  # noqa: BLE001
+            self._internal_error(error)
+        self._notify("on_optimizer_step", optimizer)
+        if self.max_steps is not None and self.grads.total_steps >= self.max_steps:
+            raise StopRun
+
+    # -- results ----------------------------------------------------------------------------
+    def finish(self, report: RuntimeReport) -> None:
+        """Turn observations into findings (reads the lazily kept values; call after stop())."""
+        problems: list[tuple[str, Site | None, str, list[Site], dict[str, Any]]] = []
+        try:
+            for problem in self.grads.problems.values():
+                details = dict(problem.details)
+                details.update(optimizer=problem.optimizer, first_step=problem.first_step,
+                               steps_affected=problem.occurrences)
+                message = problem.message
+                if problem.occurrences > 1:
+                    message += f" (first at step {problem.first_step}, {problem.occurrences} steps)"
+                problems.append((problem.code, problem.site, message, problem.related, details))
+            if self.health_checks:
+                problems.extend(self._health_problems())
+            if self.writer_checks:
+                for problem in self.writers.finish(self._started):
+                    problems.append((problem.code, problem.site, problem.message, problem.related,
+                                     problem.details))
+        except Exception as error:  # noqa: BLE001
+            self._internal_error(error)
+        for results in self._notify("finish"):
+            for finding in results or ():
+                if isinstance(finding, Finding):
+                    report.findings.append(finding.with_(origin="runtime"))
+        for code, site, message, related, details in problems:
+            report.findings.append(_finding(code, site, message, related, details))
+        report.findings.sort()
+        report.summary = self._summary()
+        report.finished = True
+        if self.errors:
+            warnings.warn(
+                "looplint: the runtime hook met an internal error and its results may be "
+                f"incomplete: {self.errors[0]}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
+    def _health_problems(self) -> list[tuple[str, Site | None, str, list[Site], dict[str, Any]]]:
+        problems = []
+        bad_loss = self.health.losses.first_non_finite()
+        bad_grad = self.health.grad_peaks.first_non_finite()
+        if bad_loss is not None and self.grads.was_consumed(bad_loss[0]):
+            backward_id, value = bad_loss
+            problems.append((
+                "LL503", self.health.site_of_backward(backward_id),
+                f"loss is {value} at backward pass {backward_id} (after {self._steps_before(backward_id)} "
+                "optimizer steps) and an optimizer step used its gradients",
+                [], {"backward_pass": backward_id, "value": str(value)},
+            ))
+        loss_step = self._steps_before(bad_loss[0]) + 1 if bad_loss is not None else None
+        if bad_grad is not None and (loss_step is None or bad_grad[0] < loss_step):
+            step, value = bad_grad
+            site, label = self.health.step_sites.get(step, (None, "optimizer"))
+            problems.append((
+                "LL503", site,
+                f"gradients contain {value} at optimizer step {step} (`{label}.step()`): "
+                "the parameters it updated are now non-finite",
+                [], {"step": step, "value": str(value)},
+            ))
+        syncs = self.health.syncs_per_step
+        if syncs and any(syncs):
+            ordered = sorted(syncs)
+            median = ordered[len(ordered) // 2]
+            top = [(s, n) for s, n in self.health.sync_sites.most_common(3) if s is not None]
+            where = ", ".join(f"{s.display()} ({n})" for s, n in top)
+            if median > 0 and top:
+                problems.append((
+                    "LL504", top[0][0],
+                    f"{median} host-device synchronizations per optimizer step (median over "
+                    f"{len(syncs)} steps); top call sites: {where}",
+                    [s for s, _ in top[1:]],
+                    {"syncs_per_step": median, "total": sum(syncs), "sites": where},
+                ))
+        return problems
+
+    def _steps_before(self, backward_id: int) -> int:
+        return bisect.bisect_left(self.grads.step_marks, backward_id)
+
+    def _summary(self) -> dict[str, Any]:
+        optimizers = {}
+        for state in self.grads.optimizers.values():
+            optimizers[state.label] = {
+                "created_at": state.created_at.display() if state.created_at else None,
+                "steps": state.steps,
+                "backward_passes_per_step": dict(sorted(state.passes_per_step.items())),
+            }
+        summary: dict[str, Any] = {
+            "backward_passes": self.grads.backward_count,
+            "optimizer_steps": self.grads.total_steps,
+            "optimizers": optimizers,
+            "writers": self.writers.summary() if self.writer_checks else [],
+        }
+        if self.health.syncs_per_step:
+            summary["syncs_per_step"] = self.health.syncs_per_step[-50:]
+        for result in self._notify("summary"):
+            if result:
+                summary["learning rates"] = result
+        if self.errors:
+            summary["internal_errors"] = list(self.errors)
+        return summary
+
+
+def _finding(code: str, site: Site | None, message: str, related: list[Site], details: dict[str, Any]) -> Finding:
+    path, line = (display_path(site.filename), site.line) if site else ("<unknown>", 1)
+    details = dict(details)
+    sites = [s.display() for s in related if s is not None]
+    if sites:
+        details["related"] = sites
+    return Finding(path, line, 1, code, message, origin="runtime", details=details)
+
+
+class Watch:
+    """Context manager and decorator that instruments the loop it wraps; see `watch()`."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._strict = bool(options.pop("strict", False))
+        self._sessions: list[tuple[Session, RuntimeReport]] = []
+        self.report = RuntimeReport()
+
+    def __enter__(self) -> RuntimeReport:
+        session = Session(**self._options)
+        report = RuntimeReport()
+        self._sessions.append((session, report))
+        self.report = report
+        session.start()
+        return report
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        session, report = self._sessions.pop()
+        undo_errors = session.stop()
+        session.errors.extend(undo_errors)
+        session.finish(report)
+        if self._strict and exc_type is None and report.findings:
+            lines = "\n".join(f"  {f.path}:{f.line}: {f.code} {f.message}" for f in report.findings)
+            raise RuntimeFindingsError(f"looplint found {len(report.findings)} problems:\n{lines}")
+        return False
+
+    def __call__(self, func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with self:
+                return func(*args, **kwargs)
+
+        wrapper.looplint_watch = self  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+
+def watch(
+    *,
+    accumulation_steps: int | None = None,
+    grad_checks: bool = True,
+    writer_checks: bool = True,
+    health_checks: bool = True,
+    strict: bool = False,
+) -> Watch:
+    """Instrument a training loop and report what really happened.
+
+    `with watch() as report: train()` or `@watch()` on a function. After the block,
+    `report.findings` holds looplint Findings (origin "runtime") pointing at your code, and
+    `report.summary` counts steps, backward passes and writers. `accumulation_steps=k` checks that
+    every optimizer step uses exactly k backward passes; `strict=True` raises
+    `RuntimeFindingsError` on exit when there are findings. With the decorator, the last run's
+    report is `func.looplint_watch.report`.
+    """
+    if accumulation_steps is not None and (not isinstance(accumulation_steps, int) or accumulation_steps < 1):
+        raise ValueError(f"accumulation_steps must be a positive integer, got {accumulation_steps!r}")
+    return Watch(
+        accumulation_steps=accumulation_steps,
+        grad_checks=grad_checks,
+        writer_checks=writer_checks,
+        health_checks=health_checks,
+        strict=strict,
+    )
