@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import libcst as cst
-from libcst.metadata import MetadataWrapper, PositionProvider
 
 import ast
 import re
@@ -11,6 +10,7 @@ import re
 from looplint.findings import Finding
 from looplint.static.fixes import Source
 from looplint.static.model import Model
+from looplint.static.positions import Positions
 from looplint.static.rules import all_rules
 
 _PARSER_PREFIX = re.compile(r"^(parser error: )?error at \d+:\d+: ")
@@ -27,7 +27,7 @@ def analyze_source(source: str, path: str = "<stdin>") -> list[Finding]:
     # CPython's parser first: it is much cheaper, words errors better, and refuses the deep
     # nesting that would overflow the native stack of the CST parser.
     try:
-        compile(source, path, "exec", ast.PyCF_ONLY_AST)
+        tree = compile(source, path, "exec", ast.PyCF_ONLY_AST)
     except SyntaxError as error:
         return [syntax_error(path, error.msg, error.lineno or 1, (error.offset or 1) - 1)]
     except (RecursionError, MemoryError):
@@ -47,7 +47,7 @@ def analyze_source(source: str, path: str = "<stdin>") -> list[Finding]:
     hits = [hit for _, rule in all_rules() for hit in rule(model)]
     if not hits:
         return []
-    positions = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
+    positions = Positions(module, tree)
     text = Source(source, positions)
     findings: dict[tuple[str, int, int, str], Finding] = {}
     for hit in hits:

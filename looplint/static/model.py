@@ -108,6 +108,7 @@ class Model:
         self.scaler_stepped: set[str] = set()  # X in scaler.step(X)
         self.loss_tensors: set[str] = set()  # names bound to a loss computation or backwarded
         self._expanded: dict[int, list[Event]] = {}
+        self._call_sites: dict[int, list[Event]] | None = None
         _Builder(self).build(module)
 
     def role(self, name: str | None) -> str | None:
@@ -164,6 +165,18 @@ class Model:
                 return scope.local_functions[target]
             scope = scope.parent
         return self.functions.get(target)
+
+    def call_sites(self, scope: Scope) -> list[Event]:
+        """The calls of this module that resolve to the scope (a helper or method)."""
+        if self._call_sites is None:
+            self._call_sites = {}
+            for caller in self.scopes:
+                for event in caller.events:
+                    if event.kind == CALL:
+                        callee = self.resolve(event)
+                        if callee is not None:
+                            self._call_sites.setdefault(id(callee), []).append(event)
+        return self._call_sites.get(id(scope), [])
 
     def models_of(self, optimizer: str) -> set[str]:
         """Names whose parameters the optimizer was built from (`SGD(model.parameters())`)."""
@@ -436,9 +449,9 @@ class _Builder:
         positional = [a.value for a in node.args if a.keyword is None and not a.star]
         arg_names = [names.dotted(a.value) for a in node.args]
 
-        if method == "backward" or method == "manual_backward" or (
-            method == "backward" and receiver in ("torch.autograd", "autograd")
-        ):
+        if method == "backward" and receiver is not None and receiver.endswith("dist_autograd"):
+            pass  # distributed autograd keeps gradients per context: nothing accumulates in .grad
+        elif method == "backward" or method == "manual_backward":
             if receiver is not None and positional and method == "backward" and receiver not in ("torch.autograd", "autograd"):
                 self.model.engines.add(receiver)  # accelerator.backward(loss), engine.backward(loss)
                 loss = _first_name(positional[0])

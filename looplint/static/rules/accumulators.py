@@ -57,7 +57,12 @@ def _accumulators(model: Model, events: list[Event]) -> list[Accumulator]:
             acc.divides.append(event)
         elif event.kind == READ and id(event.statement) not in statements:
             acc.reads.append(event)
-    return [acc for acc in found.values() if acc.resets]
+    backwarded = {e.name for e in events if e.kind == BACKWARD and e.name}
+    # A sum that is itself differentiated is a loss built from several terms, not a log of losses.
+    return [
+        acc for acc in found.values()
+        if acc.resets and acc.name not in backwarded and not _feeds_backward(events, acc.name, backwarded)
+    ]
 
 
 def _counter_spans(model: Model, events: list[Event], acc: Accumulator, read: Event) -> bool:
@@ -147,6 +152,7 @@ def unaveraged_loss_logged(model: Model) -> Iterator[Hit]:
                     "by how many it holds, so the curve tracks the number of batches, not the loss; "
                     f"log `{acc.name} / <count>`",
                 )
+                break
 
 
 def _aliases(events: list[Event], name: str) -> set[str]:
@@ -178,12 +184,11 @@ def _divided_since_update(before: list[Event], name: str) -> bool:
 
 
 def loss_tensor_accumulated(model: Model) -> Iterator[Hit]:
-    backwarded = {e.name for s in model.scopes for e in s.events if e.kind == BACKWARD and e.name}
     for scope in model.scopes:
         events = model.events(scope)
         always_no_grad = _always_no_grad(model, scope)
         for acc in _accumulators(model, events):
-            if not acc.spans_iterations or acc.name in backwarded or _feeds_backward(events, acc.name, backwarded):
+            if not acc.spans_iterations:
                 continue
             for update in acc.updates:
                 if update.no_grad or always_no_grad:
@@ -243,7 +248,7 @@ def _always_no_grad(model: Model, scope: Scope) -> bool:
     """A helper every caller of which runs it under no_grad (an evaluation function)."""
     if scope.no_grad:
         return True
-    calls = [e for s in model.scopes for e in s.events if e.kind == CALL and model.resolve(e) is scope]
+    calls = model.call_sites(scope)
     return bool(calls) and all(call.no_grad for call in calls)
 
 

@@ -107,7 +107,10 @@ def _contains(outer: str, inner: str) -> bool:
 
 def scheduler_never_stepped(model: Model) -> Iterator[Hit]:
     all_events = [e for scope in model.scopes for e in scope.events]
+    trains_here = any(e.kind == STEP and model.role(e.name) == "optimizer" for e in all_events)
     for name, constructions in model.schedulers.items():
+        if not trains_here and constructions[0].scope.parent is None:
+            continue  # a module-level scheduler in a config module: the importer steps it
         used = any(
             (e.kind == STEP and e.name == name)
             or (e.kind == READ and e.name == name and e.data.get("method") not in _INERT_METHODS)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import libcst as cst
+
 from looplint.static.model import ACCUMULATE, PERIODIC, Event, Loop, Model
 from looplint.static.rules import Hit, loop_label
 
@@ -21,6 +23,17 @@ def _advancing_loops(events: list[Event], counter: str) -> list[Loop]:
     return loops
 
 
+def _fixed_count(loop: Loop) -> bool:
+    """`for _ in range(k)` advances the counter by a fixed k per pass: the period may be a multiple."""
+    node = loop.node
+    return (
+        isinstance(node, cst.For)
+        and isinstance(node.iter, cst.Call)
+        and isinstance(node.iter.func, cst.Name)
+        and node.iter.func.value == "range"
+    )
+
+
 def periodic_check_outside_step_loop(model: Model) -> Iterator[Hit]:
     for scope in model.scopes:
         events = model.events(scope)
@@ -32,7 +45,7 @@ def periodic_check_outside_step_loop(model: Model) -> Iterator[Hit]:
                 # Only a counter advanced by a loop nested inside the check's loop.
                 inner = [
                     loop for loop in advancing
-                    if any(e.in_loop(loop) and e.in_loop(check.loops[-1]) for e in events)
+                    if not _fixed_count(loop) and any(e.in_loop(loop) and e.in_loop(check.loops[-1]) for e in events)
                 ]
                 if not inner:
                     continue
