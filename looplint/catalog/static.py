@@ -280,7 +280,8 @@ RULES: tuple[RuleInfo, ...] = (
         """,
         fix="""
             Step the scheduler after the optimizer steps (after the batch loop for a per-epoch
-            schedule). The autofix is safe for `scheduler.step()` without arguments.
+            schedule). `scheduler.step(epoch)` and `ReduceLROnPlateau.step(metric)` do not depend
+            on the order and are not reported.
         """,
         fixable="safe",
     ),

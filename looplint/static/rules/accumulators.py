@@ -193,7 +193,7 @@ def loss_tensor_accumulated(model: Model) -> Iterator[Hit]:
             for update in acc.updates:
                 if update.no_grad or always_no_grad:
                     continue
-                raw = [t for t in update.data["raw_loss_terms"] if _attached(model, t)]
+                raw = [t for t in update.data["raw_loss_terms"] if _attached(model, events, update, t)]
                 if not raw:
                     continue
                 suffix = ".detach()" if _tensor_accumulator(events, acc) else ".item()"
@@ -207,11 +207,18 @@ def loss_tensor_accumulated(model: Model) -> Iterator[Hit]:
                 break
 
 
-def _attached(model: Model, term: cst.CSTNode) -> bool:
+def _attached(model: Model, events: list[Event], update: Event, term: cst.CSTNode) -> bool:
+    """Is this term a loss tensor still on the graph? Decided by the name's last binding."""
     if isinstance(term, cst.Call):
         return True  # criterion(out, y) straight into the sum
     name = names.dotted(term)
-    return name is not None and name in model.loss_tensors
+    if name is None:
+        return False
+    position = next(i for i, e in enumerate(events) if e is update)
+    for earlier in reversed(events[:position]):
+        if earlier.kind == ASSIGN and earlier.name == name:
+            return earlier.data["value_kind"] == "loss"
+    return any(e.kind == BACKWARD and e.name == name for e in events)
 
 
 def _tensor_accumulator(events: list[Event], acc: Accumulator) -> bool:

@@ -17,8 +17,13 @@ def _optimizer_steps(model: Model, events: list[Event]) -> Iterator[Event]:
 def _clears(model: Model, event: Event, optimizer: str) -> bool:
     """Could this event clear the optimizer's gradients? Unknown helpers get the benefit of the doubt."""
     if event.kind == CLEAR:
-        # model.zero_grad(), self.zero_grad() and `p.grad = None` clear whatever they cover.
-        return event.name == optimizer or model.role(event.name) != "optimizer"
+        # model.zero_grad(), self.zero_grad(), `p.grad = None` and `for opt in opts: opt.zero_grad()`
+        # clear whatever they cover.
+        return (
+            event.name == optimizer
+            or model.role(event.name) != "optimizer"
+            or any(event.name in loop.targets for loop in event.loops)
+        )
     if event.kind == STEP:
         return model.role(event.name) == "engine"  # DeepSpeed's engine.step() clears gradients
     if event.kind == CALL and model.resolve(event) is None:

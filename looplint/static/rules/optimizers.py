@@ -18,8 +18,8 @@ def scheduler_step_before_optimizer_step(model: Model) -> Iterator[Hit]:
     for scope in model.scopes:
         events = model.events(scope)
         for index, sched in enumerate(events):
-            if sched.kind != STEP or model.role(sched.name) != "scheduler":
-                continue
+            if sched.kind != STEP or model.role(sched.name) != "scheduler" or sched.node.args:
+                continue  # step(epoch) and ReduceLROnPlateau.step(metric) do not depend on the order
             window = sched.loops[-1] if sched.loops else None
 
             def in_window(event: Event) -> bool:
@@ -58,8 +58,7 @@ def _move_after(model: Model, source, sched: Event, optimizer: Event) -> Fix | N
     insert = fixes.insert_after(source, anchor, source.code(sched.node), indent=source.indent(sched.statement))
     if insert is None:
         return None
-    safe = not sched.node.args  # ReduceLROnPlateau.step(metric): the metric may not exist there yet
-    return Fix("Step the scheduler after the optimizer", (insert, fixes.delete_line(source, sched.statement)), safe=safe)
+    return Fix("Step the scheduler after the optimizer", (insert, fixes.delete_line(source, sched.statement)))
 
 
 def parameter_in_several_groups(model: Model) -> Iterator[Hit]:
