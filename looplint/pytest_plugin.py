@@ -104,8 +104,9 @@ class _LintState:
         ]
 
     def save(self) -> None:
-        if self.cache is not None:
-            self.cache.set(CACHE_KEY, self.passed)
+        if self.cache is not None:  # files that are gone are forgotten
+            kept = {path: key for path, key in self.passed.items() if os.path.exists(path)}
+            self.cache.set(CACHE_KEY, kept)
 
 
 _STATE = pytest.StashKey[_LintState]()

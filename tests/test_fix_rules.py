@@ -307,3 +307,20 @@ def test_cli_fix_leaves_unfixable_findings_reported(tmp_path: Path):
     result = run_cli("--fix", "--unsafe-fixes", "train.py", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert train.read_text().endswith("    optimizer.step()\n    scheduler.step(loss)\n")
+
+
+EXAMPLE_NOTEBOOK = Path(__file__).resolve().parents[1] / "fixtures" / "notebooks" / "train.ipynb"
+
+
+def test_the_example_notebook_is_fixed_in_cell_4_only():
+    original = EXAMPLE_NOTEBOOK.read_bytes()
+    outcome = fix_bytes(original, "train.ipynb")
+    assert [(f.code, f.details["cell"], f.line) for f in outcome.applied] == [
+        ("LL101", 4, 7),
+        ("LL203", 4, 8),
+    ]
+    assert outcome.remaining == []
+    before, after = json.loads(original), json.loads(outcome.new_data)
+    assert [b == a for b, a in zip(before["cells"], after["cells"])] == [
+        True, True, True, False, True,
+    ]  # fmt: skip
