@@ -90,10 +90,11 @@ class _Snapshot:
         self.model_state = copy.deepcopy(model.state_dict())
         self.optimizer_state = copy.deepcopy(optimizer.state_dict())
         self.modes = [(module, module.training) for module in model.modules()]
+        # Parameters outside the optimizer still collect gradients during the test.
+        params = {id(p): p for p in model.parameters()}
+        params.update((id(p), p) for group in optimizer.param_groups for p in group["params"])
         self.grads = [
-            (p, None if p.grad is None else p.grad.detach().clone())
-            for group in optimizer.param_groups
-            for p in group["params"]
+            (p, None if p.grad is None else p.grad.detach().clone()) for p in params.values()
         ]
 
     def restore(self) -> None:

@@ -120,13 +120,13 @@ def suggest(lrs: list[float], raw_losses: list[float], beta: float) -> Suggestio
        (0.5 misses once, 0.75 several times), so the choice is not knife-edge.
     """
     curve, n = smoothed_curve(raw_losses, beta)
-    if n < MIN_POINTS:
+    recorded = next((i for i, v in enumerate(raw_losses) if not math.isfinite(v)), len(raw_losses))
+    if recorded < MIN_POINTS:
         return Suggestion(
             None,
             None,
-            f"only {n} steps were recorded before the loss rose or "
-            f"broke; at least {MIN_POINTS} are needed (lower min_lr, raise steps, or "
-            "check the data)",
+            f"only {recorded} steps were recorded; at least {MIN_POINTS} are needed (lower "
+            "min_lr, raise steps, or check that the loss is finite)",
             curve,
         )
     xs = [math.log10(lr) for lr in lrs[:n]]

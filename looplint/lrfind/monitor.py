@@ -9,14 +9,13 @@ tensors and read once, in `finish()`, so watching adds no host-device synchroniz
 from __future__ import annotations
 
 import math
-import os
 import statistics
-import sys
 from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
 from looplint.findings import Finding
+from looplint.runtime.sites import display_path, user_site
 
 # Consecutive losses summarized into one point of the divergence check; 0 picks one per run.
 DEFAULT_WINDOW = 0
@@ -181,7 +180,7 @@ class LRMonitor:
         schedulers = [
             {
                 "type": seen.name,
-                "site": f"{seen.site[0]}:{seen.site[1]}",
+                "site": "{}:{}".format(*_shown(seen.site)),
                 "stepped": getattr(seen.scheduler, "last_epoch", 0) - seen.epoch_at_creation,
             }
             for seen in self._schedulers
@@ -360,7 +359,7 @@ class LRMonitor:
             )
             findings.append(
                 Finding(
-                    path=seen.site[0],
+                    path=_shown(seen.site)[0],
                     line=seen.site[1],
                     column=1,
                     code="LL507",
@@ -390,7 +389,7 @@ class LRMonitor:
             lrs = tracked.lrs(tracked.steps)
             findings.append(
                 Finding(
-                    path=tracked.site[0],
+                    path=_shown(tracked.site)[0],
                     line=tracked.site[1],
                     column=1,
                     code="LL507",
@@ -408,7 +407,7 @@ class LRMonitor:
     def _finding(self, tracked: _Optimizer, message: str, details: dict[str, Any]) -> Finding:
         details = {"optimizer": tracked.name, **details}
         return Finding(
-            path=tracked.site[0],
+            path=_shown(tracked.site)[0],
             line=tracked.site[1],
             column=1,
             code="LL506",
@@ -482,15 +481,11 @@ def _lrs_text(lrs: list[float]) -> str:
 
 
 def _user_site() -> tuple[str, int]:
-    """The innermost frame outside torch and looplint: where the user's code made the call."""
-    skip = [os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
-    torch_module = sys.modules.get("torch")
-    if torch_module is not None and getattr(torch_module, "__file__", None):
-        skip.append(os.path.dirname(os.path.abspath(torch_module.__file__)))
-    frame = sys._getframe(1)
-    while frame is not None:
-        filename = frame.f_code.co_filename
-        if not filename.startswith(tuple(skip)) and not filename.startswith("<frozen"):
-            return filename, frame.f_lineno
-        frame = frame.f_back
-    return "<unknown>", 1
+    """Where the user's code made the call, as (filename, line)."""
+    site = user_site(skip=2)
+    return (site.filename, site.line) if site is not None else ("<unknown>", 1)
+
+
+def _shown(site: tuple[str, int]) -> tuple[str, int]:
+    """The site with its path as the reports show it (as typed, or relative to the cwd)."""
+    return display_path(site[0]), site[1]

@@ -1,0 +1,272 @@
+"""The LR range test as a Python API: suggestion, stopping, state restoration, curve arithmetic."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import random
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import looplint
+from looplint.lrfind import LRFindResult, lr_find
+from looplint.lrfind.curve import exponential_lrs, smooth, suggest, zero_phase_smooth
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def regression(seed: int = 0, n: int = 1024, dims: int = 4, batch_size: int = 128):
+    """Noisy linear regression; returns (loader, X) so tests can compute the Hessian."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, dims, generator=g)
+    y = x @ torch.randn(dims, 1, generator=g) + 0.1 * torch.randn(n, 1, generator=g)
+    loader = DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=True, generator=g)
+    return loader, x, y
+
+
+def test_suggestion_lands_below_the_divergence_bound_of_linear_regression():
+    # For MSE on a linear model the Hessian is 2 X^T X / n: plain SGD diverges above 2 / lambda_max.
+    loader, x, y = regression()
+    model = nn.Linear(4, 1, bias=False)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    result = lr_find(model, optimizer, nn.MSELoss(), loader)
+    bound = 2 / torch.linalg.eigvalsh(2 * x.T @ x / len(x)).max().item()
+
+    assert result.stop_reason == "diverged"
+    (suggested,) = result.suggested_lr
+    # Safely below the bound, but not absurdly small: within 30x of it.
+    assert bound / 30 < suggested < bound / 3, (suggested, bound)
+    # The curve's lowest point sits at the stability edge the Hessian predicts.
+    lowest = min(range(len(result.losses)), key=lambda i: result.losses[i])
+    assert bound / 3 < result.lrs[lowest] < bound * 3
+    # And the suggestion trains: 300 plain SGD steps reach the noise floor.
+    fresh = nn.Linear(4, 1, bias=False)
+    sgd = torch.optim.SGD(fresh.parameters(), lr=suggested)
+    for _ in range(300):
+        loss = nn.functional.mse_loss(fresh(x), y)
+        sgd.zero_grad()
+        loss.backward()
+        sgd.step()
+    assert loss.item() < 0.02  # noise variance is 0.01
+
+
+def _snapshot(model, optimizer):
+    return (
+        {k: v.clone() for k, v in model.state_dict().items()},
+        [(p.grad.clone() if p.grad is not None else None) for p in model.parameters()],
+        [m.training for m in model.modules()],
+        copy.deepcopy(optimizer.state_dict()),  # the live state dict shares its tensors
+    )
+
+
+def _assert_same(before, after):
+    (state_a, grads_a, modes_a, opt_a), (state_b, grads_b, modes_b, opt_b) = before, after
+    assert state_a.keys() == state_b.keys()
+    for key in state_a:
+        assert torch.equal(state_a[key], state_b[key]), key
+    for ga, gb in zip(grads_a, grads_b):
+        assert (ga is None and gb is None) or torch.equal(ga, gb)
+    assert modes_a == modes_b
+    assert opt_a["param_groups"] == opt_b["param_groups"]
+    assert opt_a["state"].keys() == opt_b["state"].keys()
+    for index, state in opt_a["state"].items():
+        for key, value in state.items():
+            other = opt_b["state"][index][key]
+            assert torch.equal(value, other) if torch.is_tensor(value) else value == other
+
+
+def test_model_and_optimizer_state_are_restored():
+    torch.manual_seed(0)
+    x = torch.randn(256, 6)
+    y = (x[:, 0] > 0).long()
+    loader = DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True)
+    model = nn.Sequential(nn.Linear(6, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 2))
+    optimizer = torch.optim.SGD(
+        [
+            {"params": model[0].parameters(), "lr": 1e-2},
+            {"params": model[3].parameters()},
+        ],
+        lr=1e-3,
+        momentum=0.9,
+    )
+    # Some real history: momentum buffers, BatchNorm statistics, pending grads, eval mode.
+    for inputs, targets in list(loader)[:3]:
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(inputs), targets).backward()
+        optimizer.step()
+    nn.functional.cross_entropy(model(x[:32]), y[:32]).backward()
+    model.eval()
+    before = _snapshot(model, optimizer)
+
+    result = lr_find(model, optimizer, nn.CrossEntropyLoss(), loader, steps=40)
+
+    assert len(result.lrs) > 10  # the test really trained
+    _assert_same(before, _snapshot(model, optimizer))
+    # The optimizer still works with the restored state and LRs.
+    assert [g["lr"] for g in optimizer.param_groups] == [1e-2, 1e-3]
+    optimizer.step()
+
+
+def test_groups_keep_their_lr_ratio():
+    loader, _, _ = regression()
+    model = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 1))
+    optimizer = torch.optim.SGD(
+        [{"params": model[0].parameters(), "lr": 1e-2}, {"params": model[1].parameters()}],
+        lr=1e-3,
+    )
+    result = lr_find(model, optimizer, nn.MSELoss(), loader, min_lr=1e-5, max_lr=1.0, steps=30)
+    first, second = result.groups
+    assert first.lrs[0] == pytest.approx(1e-5) and second.lrs[0] == pytest.approx(1e-6)
+    assert all(a == pytest.approx(10 * b) for a, b in zip(first.lrs, second.lrs))
+    assert first.suggested_lr == pytest.approx(10 * second.suggested_lr)
+    assert (first.initial_lr, second.initial_lr) == (1e-2, 1e-3)
+
+
+def test_non_finite_loss_stops_the_test():
+    loader, _, _ = regression()
+    model = nn.Linear(4, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    # A huge diverge_factor leaves only the non-finite check to stop it.
+    result = lr_find(
+        model, optimizer, nn.MSELoss(), loader, max_lr=1e8, steps=200, diverge_factor=1e300
+    )
+    assert result.stop_reason == "non-finite"
+    assert not math.isfinite(result.raw_losses[-1])
+    assert len(result.lrs) < 200
+    data = result.to_dict()
+    json.dumps(data, allow_nan=False)  # non-finite values become null
+    assert data["raw_losses"][-1] is None
+
+
+def test_steps_limit_and_exponential_schedule():
+    loader, _, _ = regression()
+    model = nn.Linear(4, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    result = lr_find(model, optimizer, nn.MSELoss(), loader, min_lr=1e-6, max_lr=1e-3, steps=25)
+    assert result.stop_reason == "steps"
+    assert result.lrs == pytest.approx(exponential_lrs(1e-6, 1e-3, 25))
+    assert len(result.raw_losses) == len(result.losses) == 25
+
+
+def test_to_dict_and_plot(tmp_path):
+    loader, _, _ = regression()
+    model = nn.Linear(4, 1)
+    result = lr_find(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.MSELoss(), loader)
+    data = json.loads(json.dumps(result.to_dict()))
+    assert data["groups"][0]["suggested_lr"] == result.suggested_lr[0]
+    assert data["stop_reason"] == result.stop_reason
+    assert len(data["lrs"]) == len(data["losses"]) == len(data["raw_losses"])
+    path = result.plot(tmp_path / "sub" / "curve.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert path.stat().st_size > 10_000
+
+
+def test_top_level_alias_and_multi_input_batches():
+    class TwoInputs(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(3, 1), nn.Linear(2, 1)
+
+        def forward(self, left, right):
+            return self.a(left) + self.b(right)
+
+    g = torch.Generator().manual_seed(1)
+    left, right = torch.randn(256, 3, generator=g), torch.randn(256, 2, generator=g)
+    target = left.sum(1, keepdim=True) - right.sum(1, keepdim=True)
+    loader = DataLoader(TensorDataset(left, right, target), batch_size=32)
+    model = TwoInputs()
+    result = looplint.lr_find(
+        model, torch.optim.Adam(model.parameters()), nn.MSELoss(), loader, steps=60
+    )
+    assert isinstance(result, LRFindResult)
+    assert result.suggested_lr[0] is not None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"steps": 1}, "steps must be an integer of at least 2"),
+        ({"min_lr": 0.0}, "min_lr must be a positive number"),
+        ({"min_lr": 1.0, "max_lr": 0.5}, "max_lr must be a number larger than min_lr"),
+        ({"diverge_factor": 1.0}, "diverge_factor must be a number above 1"),
+        ({"smoothing": 1.0}, "smoothing must be in [0, 1)"),
+    ],
+)
+def test_bad_settings_give_clear_errors(kwargs, message):
+    loader, _, _ = regression()
+    model = nn.Linear(4, 1)
+    with pytest.raises(ValueError) as info:
+        lr_find(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.MSELoss(), loader, **kwargs)
+    assert message in str(info.value)
+
+
+def test_bad_loaders_give_clear_errors():
+    model = nn.Linear(4, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="the loader yielded no batches"):
+        lr_find(model, optimizer, nn.MSELoss(), [])
+    with pytest.raises(TypeError, match=r"tuple \(inputs\.\.\., target\)"):
+        lr_find(model, optimizer, nn.MSELoss(), [{"x": torch.zeros(2, 4)}])
+    # The failed attempts left the model usable and untouched.
+    assert optimizer.param_groups[0]["lr"] == 0.1
+
+
+# --- the curve arithmetic on synthetic curves ----------------------------------------------
+
+
+def _synthetic_curve(noise: float, seed: int):
+    """A loss that is flat, falls between 1e-4 and 1e-1 (centre 3e-3), then explodes."""
+    rng = random.Random(seed)
+    lrs = exponential_lrs(1e-7, 10.0, 100)
+    raw = []
+    for lr in lrs:
+        x = math.log10(lr)
+        level = 0.2 + 2.0 / (1 + math.exp(3 * (x + 2.5)))  # sigmoid drop centred at 10^-2.5
+        if lr > 0.3:
+            level += (lr / 0.3) ** 4
+        raw.append(level * (1 + noise * rng.gauss(0, 1)))
+    return lrs, raw
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_suggestion_is_inside_the_valley_despite_noise(seed):
+    lrs, raw = _synthetic_curve(noise=0.15, seed=seed)
+    suggestion = suggest(lrs, raw, 0.9)
+    # 60% of the drop is covered a bit past the centre of the sigmoid: 10^-2.5 .. 10^-1.5.
+    assert 10**-2.6 < suggestion.lr < 10**-1.3, suggestion
+
+
+def test_no_suggestion_when_the_loss_never_falls():
+    lrs = exponential_lrs(1e-7, 10.0, 60)
+    rng = random.Random(0)
+    flat = [1.0 + 0.01 * rng.gauss(0, 1) for _ in lrs]
+    suggestion = suggest(lrs, flat, 0.9)
+    assert suggestion.lr is None and "never clearly decreased" in suggestion.reason
+
+
+def test_no_suggestion_when_the_loss_only_rises():
+    lrs = exponential_lrs(1e-7, 10.0, 60)
+    rising = [1.0 + i * 0.1 for i in range(60)]
+    suggestion = suggest(lrs, rising, 0.9)
+    assert suggestion.lr is None and "starts too high" in suggestion.reason
+
+
+def test_smoothing_is_bias_corrected_and_the_backward_pass_removes_lag():
+    assert smooth([5.0, 5.0, 5.0], 0.98) == pytest.approx([5.0, 5.0, 5.0])
+    step = [1.0] * 30 + [0.0] * 30
+    one_way = smooth(step, 0.8)
+    two_way = zero_phase_smooth(step, 0.8)
+    # The one-way average is still far above 0.5 a few steps after the drop (lag)...
+    assert one_way[33] > 0.4
+    # ...the two-way one is symmetric around the drop.
+    assert two_way[29] == pytest.approx(1 - two_way[30], abs=0.05)
