@@ -12,6 +12,8 @@ import re
 import stat
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from looplint.findings import Edit, Finding, Fix
 from looplint.fixer import apply_fixes, decode_source, fix_bytes, write_atomic
@@ -243,3 +245,30 @@ def test_write_atomic_leaves_the_file_intact_when_writing_fails(tmp_path):
         write_atomic(target, "not bytes")  # type: ignore[arg-type]
     assert target.read_bytes() == b"old\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["train.py"]
+
+
+LOOP = "total = 0\nfor x in data:\n    total += err\n    count += err\nprint(total)\n"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, len(LOOP)),
+            st.integers(0, 12),
+            st.sampled_from(["", "(", ")", ":", "\n", "    ", "x", ".item()", "\n    y = 1\n"]),
+        ),
+        max_size=4,
+    )
+)
+def test_whatever_the_fixes_the_result_parses_and_is_a_fixpoint(raw_edits):
+    edits = tuple(
+        Edit(start, min(start + length, len(LOOP)), text) for start, length, text in raw_edits
+    )
+    arbitrary = [
+        Finding("toy.py", 1, 1, "LL900", f"edit {i}", fix=Fix("?", (e,)))
+        for i, e in enumerate(edits)
+    ]
+    result = apply_fixes(LOOP, toy_analyze(LOOP) + arbitrary, toy_analyze)
+    compile(result.source, "toy.py", "exec")
+    assert fix_toy(result.source).source == result.source
