@@ -236,7 +236,8 @@ class GradTracker:
                              newest_touch, clear_sites)
         if consumed_params:
             self._mark_consumed(max(oldest, 1), self.backward_count)
-            state.passes_per_step[passes] += 1
+            if state.evaluated:
+                state.passes_per_step[passes] += 1
         state.evaluated = True
         state.marker = self.backward_count
         for callback in self.on_step:

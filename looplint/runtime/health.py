@@ -10,6 +10,7 @@ import math
 import warnings
 from array import array
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -44,15 +45,14 @@ class _LazySeries:
         self._chunks.append((stacked, keys))
         self._pending, self._pending_keys = [], []
 
-    def first_non_finite(self) -> tuple[int, float] | None:
-        """(key, value) of the first non-finite entry; reads the device tensors."""
+    def non_finite(self) -> Iterator[tuple[int, float]]:
+        """(key, value) of each non-finite entry, in order; reads the device tensors."""
         self._fold()
         for values, keys in self._chunks:
             numbers = values.tolist() if isinstance(values, torch.Tensor) else [float(v) for v in values]
             for number, key in zip(numbers, keys):
                 if not math.isfinite(number):
-                    return key, number
-        return None
+                    yield key, number
 
 
 class Health:

@@ -295,25 +295,30 @@ class Session:
 
     def _health_problems(self) -> list[tuple[str, Site | None, str, list[Site], dict[str, Any]]]:
         problems = []
-        bad_loss = self.health.losses.first_non_finite()
-        bad_grad = self.health.grad_peaks.first_non_finite()
-        if bad_loss is not None and self.grads.was_consumed(bad_loss[0]):
-            backward_id, value = bad_loss
-            problems.append((
-                "LL503", self.health.site_of_backward(backward_id),
-                f"loss is {value} at backward pass {backward_id} (after {self._steps_before(backward_id)} "
-                "optimizer steps) and an optimizer step used its gradients",
-                [], {"backward_pass": backward_id, "value": str(value)},
-            ))
+        # A non-finite loss whose step GradScaler skipped did no harm: only used ones count.
+        bad_loss = next(
+            (item for item in self.health.losses.non_finite() if self.grads.was_consumed(item[0])), None
+        )
+        bad_grad = next(self.health.grad_peaks.non_finite(), None)
         loss_step = self._steps_before(bad_loss[0]) + 1 if bad_loss is not None else None
         if bad_grad is not None and (loss_step is None or bad_grad[0] < loss_step):
             step, value = bad_grad
             site, label = self.health.step_sites.get(step, (None, "optimizer"))
+            later = f"; the loss followed at step {loss_step}" if loss_step else ""
             problems.append((
                 "LL503", site,
-                f"gradients contain {value} at optimizer step {step} (`{label}.step()`): "
-                "the parameters it updated are now non-finite",
+                f"gradients contain {value} at optimizer step {step} (`{label}.step()`), so the "
+                f"parameters it updated are non-finite from then on{later}",
                 [], {"step": step, "value": str(value)},
+            ))
+        elif bad_loss is not None:
+            backward_id, value = bad_loss
+            problems.append((
+                "LL503", self.health.site_of_backward(backward_id),
+                f"loss is {value} at backward pass {backward_id} (after "
+                f"{self._steps_before(backward_id)} optimizer steps) and an optimizer step used "
+                "its gradients",
+                [], {"backward_pass": backward_id, "step": loss_step, "value": str(value)},
             ))
         syncs = self.health.syncs_per_step
         if syncs and any(syncs):

@@ -1,0 +1,34 @@
+"""`looplint run` on every runtime fixture: the codes it must report, or silence.
+
+A case is a line in fixtures/runtime/expected.json; adding a case is adding a script and a line.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from looplint.runtime.cli import run_script
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "runtime"
+CASES = json.loads((FIXTURES / "expected.json").read_text())["cases"]
+# Learning-rate findings (LL506/LL507) come from the LR monitor and are tested with it.
+RUNTIME_CODES = ("LL1", "LL2", "LL3", "LL501", "LL502", "LL503", "LL504", "LL505")
+
+
+def case_id(case: dict) -> str:
+    return " ".join([case["script"], *case["args"]]).replace("{tmp}", "DIR")
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case_id(c) for c in CASES])
+def test_fixture(case, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = [a.replace("{tmp}", str(tmp_path / "runs")) for a in case["args"]]
+    exit_code, report = run_script(str(FIXTURES / case["script"]), args)
+    assert exit_code == 0
+    observed = sorted({f.code for f in report.findings if f.code.startswith(RUNTIME_CODES)})
+    assert observed == sorted(case["codes"]), [f.message for f in report.findings]
+    assert all(f.origin == "runtime" for f in report.findings)
+    assert all(Path(f.path).name == case["script"] for f in report.findings if f.code in case["codes"])
