@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from looplint.findings import Fix
-from looplint.static import fixes
+from looplint.static import fixes, names
 from looplint.static.model import BACKWARD, CALL, CLEAR, STEP, Event, Loop, Model
 from looplint.static.rules import Hit, loop_label
 
@@ -27,8 +27,21 @@ def _clears(model: Model, event: Event, optimizer: str) -> bool:
     if event.kind == STEP:
         return model.role(event.name) == "engine"  # DeepSpeed's engine.step() clears gradients
     if event.kind == CALL and model.resolve(event) is None:
+        callee = (event.name or "").rsplit(".", 1)[-1]
+        if callee in _NEVER_CLEARS or names.looks_like_scaler((event.name or "").rsplit(".", 1)[0]):
+            return False
         return optimizer in event.data.get("args", ()) or (event.name or "").startswith(optimizer + ".")
     return False
+
+
+# Calls that take the optimizer but are known not to touch its gradients.
+_NEVER_CLEARS = frozenset(
+    {
+        "unscale_", "clip_grad_norm_", "clip_grad_value_", "state_dict", "load_state_dict", "save",
+        "print", "len", "add_param_group", "prepare", "accumulate", "autocast", "get_last_lr",
+        "log", "info", "debug", "warning", "append", "isinstance", "getattr", "format", "str",
+    }
+)
 
 
 def missing_zero_grad(model: Model) -> Iterator[Hit]:
