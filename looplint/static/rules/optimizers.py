@@ -58,7 +58,10 @@ def _move_after(model: Model, source, sched: Event, optimizer: Event) -> Fix | N
     insert = fixes.insert_after(source, anchor, source.code(sched.node), indent=source.indent(sched.statement))
     if insert is None:
         return None
-    return Fix("Step the scheduler after the optimizer", (insert, fixes.delete_line(source, sched.statement)))
+    # Swapping with the step beside it changes nothing else; moving past a whole loop also moves
+    # the learning rate every other statement of that loop sees, so it needs --unsafe-fixes.
+    safe = anchor is optimizer.statement
+    return Fix("Step the scheduler after the optimizer", (insert, fixes.delete_line(source, sched.statement)), safe=safe)
 
 
 def parameter_in_several_groups(model: Model) -> Iterator[Hit]:
