@@ -82,6 +82,7 @@ class Session:
         self._undo = Undo()
         self._started = 0.0
         self._active = False
+        self.stopped_early = False  # ended by max_steps: the script never reached its own cleanup
 
     # -- safety -----------------------------------------------------------------------------
     def _internal_error(self, error: BaseException) -> None:
@@ -253,6 +254,7 @@ class Session:
             self._internal_error(error)
         self._notify("on_optimizer_step", optimizer)
         if self.max_steps is not None and self.grads.total_steps >= self.max_steps:
+            self.stopped_early = True
             raise StopRun
 
     # -- results ----------------------------------------------------------------------------
@@ -271,7 +273,7 @@ class Session:
             if self.health_checks:
                 problems.extend(self._health_problems())
             if self.writer_checks:
-                for problem in self.writers.finish(self._started):
+                for problem in self.writers.finish(self._started, stopped_early=self.stopped_early):
                     problems.append((problem.code, problem.site, problem.message, problem.related,
                                      problem.details))
         except Exception as error:  # noqa: BLE001
@@ -353,6 +355,8 @@ class Session:
             "optimizers": optimizers,
             "writers": self.writers.summary() if self.writer_checks else [],
         }
+        if self.stopped_early:
+            summary["stopped_after_steps"] = self.max_steps
         if self.health.syncs_per_step:
             summary["syncs_per_step"] = self.health.syncs_per_step[-50:]
         for result in self._notify("summary"):

@@ -229,13 +229,20 @@ class WriterTracker:
                 state.loss_sites.setdefault(tag, site)
 
     # -- end of session ---------------------------------------------------------------------
-    def finish(self, session_start: float) -> list[Problem]:
-        """Inspect the writers once the run is over (reads logged tensors and event files)."""
+    def finish(self, session_start: float, *, stopped_early: bool = False) -> list[Problem]:
+        """Inspect the writers once the run is over (reads logged tensors and event files).
+
+        After a run cut short by `--max-steps` the script never reached its own `close()`: its
+        writers are closed here (so nothing is lost) instead of being reported as left open.
+        """
         problems: list[Problem] = []
         for state in self.writers.values():
             writer = state.writer_ref()
             state.event_files = self._event_files(state, session_start)
-            if writer is not None and writer.all_writers is not None and state.created_in_session:
+            is_open = writer is not None and writer.all_writers is not None
+            if is_open and stopped_early:
+                writer.close()
+            elif is_open and state.created_in_session:
                 state.unflushed = self._unflushed(writer)
                 problems.append(Problem(
                     "LL501", state.created_at,
