@@ -98,7 +98,7 @@ def run_lr_find_script(
     max_lr: float = 10.0,
     steps: int = 100,
     fmt: str = "text",
-    out_dir: str = "lr_find",
+    out_dir: str = "looplint-lr-find",
 ) -> int:
     """Run `script` under the LR range test, print the suggestion, write the plot and scalars.
 
@@ -174,7 +174,7 @@ def _run(script: str, script_args: list[str], test: _ScriptRangeTest, *, quiet: 
         test.stop_reason, test.stop_detail = "interrupted", "interrupted (Ctrl-C)"
         exit_code = 130
     except BaseException as exc:  # noqa: BLE001 - the script's own error, shown as python would
-        _print_script_error(exc)
+        _print_script_error(exc, script)
         test.stop_reason, test.stop_detail = "script-error", f"the script raised {exc!r}"
         exit_code = 1
     finally:
@@ -198,16 +198,13 @@ def _exit_code(code: Any) -> int:
     return 1
 
 
-def _print_script_error(exc: BaseException) -> None:
-    """The traceback from the script's own frames on, without looplint's and runpy's."""
+def _print_script_error(exc: BaseException, script: str) -> None:
+    """The traceback from the script's own first frame on, without looplint's and runpy's."""
+    target = os.path.realpath(script)
     tb = exc.__traceback__
-    while tb is not None and _is_machinery(tb.tb_frame.f_code.co_filename):
+    while tb is not None and os.path.realpath(tb.tb_frame.f_code.co_filename) != target:
         tb = tb.tb_next
-    traceback.print_exception(type(exc), exc, tb, file=sys.stderr)
-
-
-def _is_machinery(filename: str) -> bool:
-    return filename.startswith(str(Path(__file__).parent)) or filename == runpy.__file__
+    traceback.print_exception(type(exc), exc, tb or exc.__traceback__, file=sys.stderr)
 
 
 def _result(test: _ScriptRangeTest, script: str) -> LRFindResult:
