@@ -17,13 +17,21 @@ else:  # pragma: no cover
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 EXPECTED: dict[str, list[str]] = tomllib.loads((FIXTURES / "expected.toml").read_text())
-CASES = sorted(p.relative_to(FIXTURES).as_posix() for d in ("static", "seed") for p in (FIXTURES / d).glob("*.py"))
-STATIC_CODES = sorted(code for code, info in RULES.items() if info.origin in ("static", "both") and code != "LL000")
+CASES = sorted(
+    p.relative_to(FIXTURES).as_posix()
+    for d in ("static", "seed")
+    for p in (FIXTURES / d).glob("*.py")
+)
+STATIC_CODES = sorted(
+    code for code, info in RULES.items() if info.origin in ("static", "both") and code != "LL000"
+)
 
 
 def findings_of(relative: str) -> list[str]:
     path = FIXTURES / relative
-    return [f"{f.line}:{f.code}" for f in analyze_source(path.read_text(encoding="utf-8"), str(path))]
+    return [
+        f"{f.line}:{f.code}" for f in analyze_source(path.read_text(encoding="utf-8"), str(path))
+    ]
 
 
 @pytest.mark.parametrize("relative", CASES)
@@ -88,3 +96,58 @@ def test_unknown_helper_receiving_the_optimizer_may_clear_it() -> None:
         "    utils.reset_gradients(optimizer)\n"
     )
     assert analyze_source(source) == []
+
+
+def apply(source: str, fix) -> str:
+    for edit in sorted(fix.edits, key=lambda e: (e.start, e.end), reverse=True):
+        source = source[: edit.start] + edit.text + source[edit.end :]
+    return source
+
+
+FIXABLE = [
+    (relative, finding)
+    for relative in CASES
+    for finding in analyze_source((FIXTURES / relative).read_text(encoding="utf-8"), relative)
+    if finding.fix is not None
+]
+
+
+@pytest.mark.parametrize(
+    ("relative", "finding"), FIXABLE, ids=[f"{r}:{f.line}:{f.code}" for r, f in FIXABLE]
+)
+def test_each_fix_removes_its_finding_and_adds_none(relative: str, finding) -> None:
+    source = (FIXTURES / relative).read_text(encoding="utf-8")
+    before = [f.code for f in analyze_source(source, relative)]
+    fixed = apply(source, finding.fix)
+    after = [f.code for f in analyze_source(fixed, relative)]
+    assert "LL000" not in after
+    assert after.count(finding.code) < before.count(finding.code)
+    assert set(after) <= set(before)
+
+
+def test_fixes_use_the_events_of_their_own_function() -> None:
+    source = (
+        "def first(model, optimizer, loss):\n"
+        "    loss.backward()\n"
+        "    optimizer.zero_grad()\n"
+        "    optimizer.step()\n"
+        "\n"
+        "def second(writer, loader):\n"
+        "    for epoch in range(3):\n"
+        "        writer.add_scalar('x', 1.0, epoch)\n"
+        "        writer.close()\n"
+    )
+    findings = analyze_source(source)
+    assert [f.code for f in findings] == ["LL102", "LL301"]
+    fixed = apply(apply(source, findings[1].fix), findings[0].fix)
+    assert fixed == (
+        "def first(model, optimizer, loss):\n"
+        "    optimizer.zero_grad()\n"
+        "    loss.backward()\n"
+        "    optimizer.step()\n"
+        "\n"
+        "def second(writer, loader):\n"
+        "    for epoch in range(3):\n"
+        "        writer.add_scalar('x', 1.0, epoch)\n"
+        "    writer.close()\n"
+    )

@@ -281,8 +281,8 @@ RULES: tuple[RuleInfo, ...] = (
         fix="""
             Step the scheduler after the optimizer steps (after the batch loop for a per-epoch
             schedule). The autofix is safe when it swaps two neighbouring statements; moving the
-            step past a loop needs `--unsafe-fixes`. `scheduler.step(epoch)` and `ReduceLROnPlateau.step(metric)` do not depend
-            on the order and are not reported.
+            step past a loop needs `--unsafe-fixes`. `scheduler.step(epoch)` and
+            `ReduceLROnPlateau.step(metric)` do not depend on the order and are not reported.
         """,
         fixable="safe (unsafe when the step moves past a loop)",
     ),

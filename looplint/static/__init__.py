@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import libcst as cst
-
 import ast
 import re
+
+import libcst as cst
 
 from looplint.findings import Finding
 from looplint.static.fixes import Source
@@ -15,11 +15,30 @@ from looplint.static.rules import all_rules
 
 _PARSER_PREFIX = re.compile(r"^(parser error: )?error at \d+:\d+: ")
 
-# A file that contains none of these substrings cannot produce a finding other than LL000:
-# LL1xx need `backward`, LL2xx a loss accumulator in a training loop or a `%` counter check next to
-# a `step`, LL3xx a writer (`add_*`/`close` of something named or built as a writer),
-# LL4xx a `step` or optimizer parameter groups (`param`).
-PREFILTER_MARKERS: tuple[str, ...] = ("backward", "step", "add_", "Writer", "writer", "param", "lr_scheduler", "LR(")
+# A file whose text (compared case-insensitively) contains none of these cannot produce a finding
+# other than LL000, because every rule starts from one of: a backward pass (LL1xx), a loss or a
+# loss function (LL2xx accumulators), a `step()` (optimizers, schedulers, LL204's training loop),
+# a writer or its `add_*` methods (LL3xx), parameter groups (LL402), a scheduler class (LL403).
+PREFILTER_MARKERS: tuple[str, ...] = (
+    "backward",
+    "loss",
+    "criterion",
+    "entropy",
+    "nll",
+    "divergence",
+    "step",
+    "writer",
+    "add_",
+    "param",
+    "lr",
+    "schedul",
+)
+_PREFILTER = re.compile("|".join(PREFILTER_MARKERS), re.IGNORECASE)
+
+
+def might_have_findings(source: str) -> bool:
+    """Cheap text test: False means only a syntax error (LL000) could be reported."""
+    return _PREFILTER.search(source) is not None
 
 
 def analyze_source(source: str, path: str = "<stdin>") -> list[Finding]:
@@ -37,7 +56,14 @@ def analyze_source(source: str, path: str = "<stdin>") -> list[Finding]:
     try:
         module = cst.parse_module(source)
     except cst.ParserSyntaxError as error:
-        return [syntax_error(path, _PARSER_PREFIX.sub("", error.message), error.editor_line, error.editor_column - 1)]
+        return [
+            syntax_error(
+                path,
+                _PARSER_PREFIX.sub("", error.message),
+                error.editor_line,
+                error.editor_column - 1,
+            )
+        ]
     except RecursionError:
         return [syntax_error(path, "too deeply nested to parse", 1, 0)]
     try:
@@ -69,4 +95,12 @@ def analyze_source(source: str, path: str = "<stdin>") -> list[Finding]:
 
 def syntax_error(path: str, message: str, line: int, column: int) -> Finding:
     first_line = message.strip().splitlines()[0] if message.strip() else "invalid syntax"
-    return Finding(path, max(line, 1), column + 1, "LL000", f"syntax error: {first_line}", max(line, 1), column + 1)
+    return Finding(
+        path,
+        max(line, 1),
+        column + 1,
+        "LL000",
+        f"syntax error: {first_line}",
+        max(line, 1),
+        column + 1,
+    )

@@ -27,7 +27,9 @@ class Source:
 
     def span(self, node: cst.CSTNode) -> tuple[int, int]:
         where = self.positions[node]
-        return self.offset(where.start.line, where.start.column), self.offset(where.end.line, where.end.column)
+        return self.offset(where.start.line, where.start.column), self.offset(
+            where.end.line, where.end.column
+        )
 
     def lines(self, statement: cst.CSTNode) -> tuple[int, int]:
         """From the start of the statement's first line to the start of the line after it."""
@@ -76,7 +78,9 @@ def move_before(source: Source, moved: cst.CSTNode, anchor: cst.CSTNode) -> tupl
     )
 
 
-def insert_after(source: Source, anchor: cst.CSTNode, code: str, indent: str | None = None) -> Edit | None:
+def insert_after(
+    source: Source, anchor: cst.CSTNode, code: str, indent: str | None = None
+) -> Edit | None:
     """Insert a new line after the statement `anchor` (a compound statement: after its block)."""
     own_indent = source.indent(anchor)
     if own_indent is None:

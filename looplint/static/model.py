@@ -115,7 +115,9 @@ class Model:
         """'optimizer', 'scheduler', 'engine' or None (e.g. `env.step()`) for a `.step()` receiver."""
         if name is None:
             return None
-        if name in self.schedulers or (name not in self.optimizers and names.looks_like_scheduler(name)):
+        if name in self.schedulers or (
+            name not in self.optimizers and names.looks_like_scheduler(name)
+        ):
             return "scheduler"
         if name in self.optimizers or name in self.scaler_stepped:
             return "optimizer"
@@ -193,10 +195,35 @@ class _Builder:
 
     _fields: dict[type, tuple[str, ...]] = {}
     _SKIP = (
-        "whitespace", "lpar", "rpar", "comma", "semicolon", "colon", "header", "footer",
-        "leading_lines", "lines_after_decorators", "newline", "equal", "star", "dot",
-        "lbracket", "rbracket", "lbrace", "rbrace", "indent", "trailing", "operator", "prefix",
-        "quote", "asynchronous", "walrus", "arrow", "annotation", "returns", "decorators",
+        "whitespace",
+        "lpar",
+        "rpar",
+        "comma",
+        "semicolon",
+        "colon",
+        "header",
+        "footer",
+        "leading_lines",
+        "lines_after_decorators",
+        "newline",
+        "equal",
+        "star",
+        "dot",
+        "lbracket",
+        "rbracket",
+        "lbrace",
+        "rbrace",
+        "indent",
+        "trailing",
+        "operator",
+        "prefix",
+        "quote",
+        "asynchronous",
+        "walrus",
+        "arrow",
+        "annotation",
+        "returns",
+        "decorators",
     )
 
     def __init__(self, model: Model) -> None:
@@ -233,7 +260,9 @@ class _Builder:
             self.if_(node, ctx)
         elif isinstance(node, cst.For):
             self.expr(node.iter, ctx)
-            loop = Loop(node, frozenset(self.bound(node.target)), frozenset(self.dotted_reads(node.iter)))
+            loop = Loop(
+                node, frozenset(self.bound(node.target)), frozenset(self.dotted_reads(node.iter))
+            )
             self.suite(node.body, dataclasses.replace(ctx, loops=ctx.loops + (loop,)))
             if node.orelse is not None:
                 self.suite(node.orelse.body, ctx)
@@ -275,7 +304,10 @@ class _Builder:
         elif isinstance(node, cst.Match):
             self.expr(node.subject, ctx)
             for index, case in enumerate(node.cases):
-                self.suite(case.body, dataclasses.replace(ctx, branches=ctx.branches + ((id(node), index),)))
+                self.suite(
+                    case.body,
+                    dataclasses.replace(ctx, branches=ctx.branches + ((id(node), index),)),
+                )
 
     def if_(self, node: cst.If, ctx: _Context) -> None:
         self.expr(node.test, ctx)
@@ -343,10 +375,17 @@ class _Builder:
                 if isinstance(child, cst.CSTNode):
                     self.expr(child, ctx)
 
-    def assign(self, target: cst.BaseExpression, value: cst.BaseExpression, node, ctx: _Context) -> None:
+    def assign(
+        self, target: cst.BaseExpression, value: cst.BaseExpression, node, ctx: _Context
+    ) -> None:
         if isinstance(target, (cst.Tuple, cst.List)):
             for element in target.elements:
-                self.assign(element.value, value if not isinstance(value, (cst.Tuple, cst.List)) else cst.Name("_"), node, ctx)
+                self.assign(
+                    element.value,
+                    value if not isinstance(value, (cst.Tuple, cst.List)) else cst.Name("_"),
+                    node,
+                    ctx,
+                )
             return
         name = names.dotted(target)
         if name is None:
@@ -381,7 +420,13 @@ class _Builder:
     def accumulate(self, target: str, value: cst.BaseExpression, node, ctx: _Context) -> None:
         raw, any_loss = _loss_terms(value, self.model.loss_tensors)
         self.emit(
-            ACCUMULATE, target, node, ctx, value=value, raw_loss_terms=raw, loss_term=any_loss,
+            ACCUMULATE,
+            target,
+            node,
+            ctx,
+            value=value,
+            raw_loss_terms=raw,
+            loss_term=any_loss,
             constant=isinstance(value, (cst.Integer, cst.Float)),
         )
 
@@ -398,7 +443,9 @@ class _Builder:
                         self.children(element, ctx)
                 return
             self.children(node, ctx)
-        elif isinstance(node, cst.BinaryOperation) and isinstance(node.operator, (cst.Divide, cst.FloorDivide)):
+        elif isinstance(node, cst.BinaryOperation) and isinstance(
+            node.operator, (cst.Divide, cst.FloorDivide)
+        ):
             divisors = frozenset(self.dotted_reads(node.right))
             self.expr(node.left, dataclasses.replace(ctx, divisors=divisors))
             self.expr(node.right, dataclasses.replace(ctx, divisors=None))
@@ -443,7 +490,15 @@ class _Builder:
         if isinstance(func, cst.Attribute) and receiver is None:
             self.expr(func.value, dataclasses.replace(ctx, divisors=None))
         elif receiver is not None and method not in ("step", "zero_grad", "backward"):
-            self.emit(READ, receiver, func.value, ctx, divisors=ctx.divisors, in_log=ctx.in_log, method=method)
+            self.emit(
+                READ,
+                receiver,
+                func.value,
+                ctx,
+                divisors=ctx.divisors,
+                in_log=ctx.in_log,
+                method=method,
+            )
         for arg in node.args:
             self.expr(arg.value, arg_ctx)
         positional = [a.value for a in node.args if a.keyword is None and not a.star]
@@ -452,8 +507,15 @@ class _Builder:
         if method == "backward" and receiver is not None and receiver.endswith("dist_autograd"):
             pass  # distributed autograd keeps gradients per context: nothing accumulates in .grad
         elif method == "backward" or method == "manual_backward":
-            if receiver is not None and positional and method == "backward" and receiver not in ("torch.autograd", "autograd"):
-                self.model.engines.add(receiver)  # accelerator.backward(loss), engine.backward(loss)
+            if (
+                receiver is not None
+                and positional
+                and method == "backward"
+                and receiver not in ("torch.autograd", "autograd")
+            ):
+                self.model.engines.add(
+                    receiver
+                )  # accelerator.backward(loss), engine.backward(loss)
                 loss = _first_name(positional[0])
             elif positional and method == "manual_backward":
                 loss = _first_name(positional[0])
@@ -466,8 +528,10 @@ class _Builder:
             if receiver is not None:
                 self.model.cleared.add(receiver)
             self.emit(CLEAR, receiver or "*", node, ctx)
-        elif method in ("zero_", "fill_") and receiver is not None and (
-            receiver.endswith(".grad") or receiver.endswith(".grad.data")
+        elif (
+            method in ("zero_", "fill_")
+            and receiver is not None
+            and (receiver.endswith(".grad") or receiver.endswith(".grad.data"))
         ):
             self.emit(CLEAR, "*", node, ctx)
         elif method == "step":
@@ -484,7 +548,13 @@ class _Builder:
                     self.emit(CALL, closure.value, node, ctx, args=())
             if receiver is not None:
                 self.model.stepped.add(receiver)
-            self.emit(STEP, receiver, node, ctx, args=tuple(positional) + tuple(a.value for a in node.args if a.keyword))
+            self.emit(
+                STEP,
+                receiver,
+                node,
+                ctx,
+                args=tuple(positional) + tuple(a.value for a in node.args if a.keyword),
+            )
         elif method in names.WRITER_METHODS and receiver is not None:
             self.emit(WRITE, receiver, node, ctx, method=method)
             if is_log:
@@ -507,8 +577,16 @@ class _Builder:
     def emit(self, kind: str, name: str | None, node: cst.CSTNode, ctx: _Context, **data) -> Event:
         assert self.scope is not None
         event = Event(
-            kind, name, node, ctx.statement, ctx.loops, ctx.branches, ctx.no_grad, ctx.periodic,
-            self.scope, data,
+            kind,
+            name,
+            node,
+            ctx.statement,
+            ctx.loops,
+            ctx.branches,
+            ctx.no_grad,
+            ctx.periodic,
+            self.scope,
+            data,
         )
         self.scope.events.append(event)
         return event
@@ -552,7 +630,11 @@ def _first_name(node: cst.CSTNode) -> str | None:
 
 
 def _is_false(call: cst.Call) -> bool:
-    return bool(call.args) and isinstance(call.args[0].value, cst.Name) and call.args[0].value.value == "False"
+    return (
+        bool(call.args)
+        and isinstance(call.args[0].value, cst.Name)
+        and call.args[0].value.value == "False"
+    )
 
 
 def _value_kind(value: cst.BaseExpression) -> str:
@@ -586,7 +668,9 @@ def _is_zero_literal(node: cst.CSTNode) -> bool:
     )
 
 
-def _loss_terms(value: cst.BaseExpression, loss_tensors: set[str]) -> tuple[list[cst.CSTNode], bool]:
+def _loss_terms(
+    value: cst.BaseExpression, loss_tensors: set[str]
+) -> tuple[list[cst.CSTNode], bool]:
     """Loss terms of an accumulated value: those still attached to the graph, and whether any loss."""
     raw: list[cst.CSTNode] = []
     found = [False]
@@ -623,7 +707,9 @@ def _periodic_counters(test: cst.BaseExpression) -> frozenset[str]:
 
     def visit(node: cst.CSTNode) -> None:
         if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Modulo):
-            if not isinstance(node.left, (cst.SimpleString, cst.ConcatenatedString, cst.FormattedString)):
+            if not isinstance(
+                node.left, (cst.SimpleString, cst.ConcatenatedString, cst.FormattedString)
+            ):
                 _counter_names(node.left, counters)
             return
         if isinstance(node, cst.Call):
@@ -663,7 +749,9 @@ def _param_groups(call: cst.Call) -> list[list[str | None]]:
             break
     if params is None:
         return []
-    if isinstance(params, (cst.List, cst.Tuple)) and any(isinstance(e.value, cst.Dict) for e in params.elements):
+    if isinstance(params, (cst.List, cst.Tuple)) and any(
+        isinstance(e.value, cst.Dict) for e in params.elements
+    ):
         return [_group_from_expr(e.value) for e in params.elements]
     return [_group_from_expr(params)]
 

@@ -12,34 +12,94 @@ import libcst as cst
 
 OPTIMIZER_CLASSES = frozenset(
     {
-        "SGD", "Adam", "AdamW", "Adamax", "Adagrad", "Adadelta", "RMSprop", "Rprop", "LBFGS",
-        "NAdam", "RAdam", "SparseAdam", "ASGD", "Adafactor", "Lion", "LAMB", "Lamb", "FusedAdam",
-        "FusedLAMB", "DeepSpeedCPUAdam", "AdamW8bit", "Adam8bit", "Muon", "ZeroRedundancyOptimizer",
+        "SGD",
+        "Adam",
+        "AdamW",
+        "Adamax",
+        "Adagrad",
+        "Adadelta",
+        "RMSprop",
+        "Rprop",
+        "LBFGS",
+        "NAdam",
+        "RAdam",
+        "SparseAdam",
+        "ASGD",
+        "Adafactor",
+        "Lion",
+        "LAMB",
+        "Lamb",
+        "FusedAdam",
+        "FusedLAMB",
+        "DeepSpeedCPUAdam",
+        "AdamW8bit",
+        "Adam8bit",
+        "Muon",
+        "ZeroRedundancyOptimizer",
     }
 )
 SCHEDULER_CLASSES = frozenset(
     {
-        "LambdaLR", "MultiplicativeLR", "StepLR", "MultiStepLR", "ConstantLR", "LinearLR",
-        "ExponentialLR", "PolynomialLR", "CosineAnnealingLR", "ChainedScheduler", "SequentialLR",
-        "ReduceLROnPlateau", "CyclicLR", "OneCycleLR", "CosineAnnealingWarmRestarts",
+        "LambdaLR",
+        "MultiplicativeLR",
+        "StepLR",
+        "MultiStepLR",
+        "ConstantLR",
+        "LinearLR",
+        "ExponentialLR",
+        "PolynomialLR",
+        "CosineAnnealingLR",
+        "ChainedScheduler",
+        "SequentialLR",
+        "ReduceLROnPlateau",
+        "CyclicLR",
+        "OneCycleLR",
+        "CosineAnnealingWarmRestarts",
     }
 )
 WRITER_CLASSES = frozenset({"SummaryWriter", "FileWriter"})
 # Methods that put one value into a TensorBoard event file.
 WRITER_METHODS = frozenset(
     {
-        "add_scalar", "add_scalars", "add_image", "add_images", "add_image_with_boxes",
-        "add_histogram", "add_histogram_raw", "add_text", "add_figure", "add_graph", "add_hparams",
-        "add_pr_curve", "add_embedding", "add_audio", "add_video", "add_mesh", "add_custom_scalars",
+        "add_scalar",
+        "add_scalars",
+        "add_image",
+        "add_images",
+        "add_image_with_boxes",
+        "add_histogram",
+        "add_histogram_raw",
+        "add_text",
+        "add_figure",
+        "add_graph",
+        "add_hparams",
+        "add_pr_curve",
+        "add_embedding",
+        "add_audio",
+        "add_video",
+        "add_mesh",
+        "add_custom_scalars",
     }
 )
 IMAGE_METHODS = frozenset({"add_image", "add_images"})
 # Calls whose arguments end up in front of a human: a logged number must be meaningful.
 LOG_METHODS = frozenset(
     {
-        "add_scalar", "add_scalars", "log", "log_metric", "log_metrics", "log_dict", "info",
-        "debug", "warning", "warn", "error", "critical", "set_postfix", "set_postfix_str",
-        "set_description", "write",
+        "add_scalar",
+        "add_scalars",
+        "log",
+        "log_metric",
+        "log_metrics",
+        "log_dict",
+        "info",
+        "debug",
+        "warning",
+        "warn",
+        "error",
+        "critical",
+        "set_postfix",
+        "set_postfix_str",
+        "set_description",
+        "write",
     }
 )
 NO_GRAD_CONTEXTS = frozenset({"no_grad", "inference_mode"})

@@ -14,7 +14,17 @@ import libcst as cst
 from libcst.metadata import CodePosition, CodeRange, PositionProvider
 from libcst.metadata.position_provider import PositionProvidingCodegenState
 
-_SKIPPED_FIELDS = ("whitespace", "comma", "semicolon", "newline", "lpar", "rpar", "header", "footer", "leading_lines")
+_SKIPPED_FIELDS = (
+    "whitespace",
+    "comma",
+    "semicolon",
+    "newline",
+    "lpar",
+    "rpar",
+    "header",
+    "footer",
+    "leading_lines",
+)
 
 
 class Positions:
@@ -83,7 +93,9 @@ def _index_subtree(node: cst.CSTNode, index: int, owner: dict[int, int]) -> None
         fields = _fields_cache.get(type(current))
         if fields is None:
             fields = tuple(
-                f.name for f in dataclasses.fields(current) if not any(s in f.name for s in _SKIPPED_FIELDS)
+                f.name
+                for f in dataclasses.fields(current)
+                if not any(s in f.name for s in _SKIPPED_FIELDS)
             )
             _fields_cache[type(current)] = fields
         for name in fields:

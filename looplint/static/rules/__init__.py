@@ -57,7 +57,7 @@ def loop_label(loop) -> str:
 
 
 def is_prefix(short: tuple, long: tuple) -> bool:
-    return len(short) <= len(long) and all(a is b for a, b in zip(short, long))
+    return len(short) <= len(long) and all(a is b for a, b in zip(short, long, strict=False))
 
 
 def same_loops(a: tuple, b: tuple) -> bool:

@@ -13,7 +13,16 @@ import libcst as cst
 
 from looplint.findings import Edit, Fix
 from looplint.static import names
-from looplint.static.model import ACCUMULATE, ASSIGN, BACKWARD, CALL, DIVIDE, READ, Event, Model, Scope
+from looplint.static.model import (
+    ACCUMULATE,
+    ASSIGN,
+    BACKWARD,
+    DIVIDE,
+    READ,
+    Event,
+    Model,
+    Scope,
+)
 from looplint.static.rules import Hit, is_prefix, loop_label, same_loops
 
 
@@ -29,14 +38,20 @@ class Accumulator:
     def spans_iterations(self) -> bool:
         """Updated in a loop the resets are outside of: it sums several iterations."""
         update = self.updates[0]
-        return not self.resets or any(len(r.loops) < len(update.loops) and is_prefix(r.loops, update.loops) for r in self.resets)
+        return not self.resets or any(
+            len(r.loops) < len(update.loops) and is_prefix(r.loops, update.loops)
+            for r in self.resets
+        )
 
 
 def _accumulators(model: Model, events: list[Event]) -> list[Accumulator]:
     found: dict[str, Accumulator] = {}
     for event in events:
-        if event.kind == ACCUMULATE and event.loops and not event.data["constant"] and (
-            event.data["loss_term"] or names.looks_like_loss(event.name or "")
+        if (
+            event.kind == ACCUMULATE
+            and event.loops
+            and not event.data["constant"]
+            and (event.data["loss_term"] or names.looks_like_loss(event.name or ""))
         ):
             found.setdefault(event.name, Accumulator(event.name)).updates.append(event)
     if not found:
@@ -60,8 +75,11 @@ def _accumulators(model: Model, events: list[Event]) -> list[Accumulator]:
     backwarded = {e.name for e in events if e.kind == BACKWARD and e.name}
     # A sum that is itself differentiated is a loss built from several terms, not a log of losses.
     return [
-        acc for acc in found.values()
-        if acc.resets and acc.name not in backwarded and not _feeds_backward(events, acc.name, backwarded)
+        acc
+        for acc in found.values()
+        if acc.resets
+        and acc.name not in backwarded
+        and not _feeds_backward(events, acc.name, backwarded)
     ]
 
 
@@ -106,18 +124,32 @@ def _misplaced_reset(model: Model, events: list[Event], acc: Accumulator) -> Hit
             continue
         if _counter_spans(model, events, acc, read):
             continue
-        shallow = [r for r in acc.resets if len(r.loops) < len(read.loops) and is_prefix(r.loops, read.loops)]
+        shallow = [
+            r
+            for r in acc.resets
+            if len(r.loops) < len(read.loops) and is_prefix(r.loops, read.loops)
+        ]
         if shallow:
             reset = shallow[-1]
-            window = read.loops[len(reset.loops)] if len(read.loops) > len(reset.loops) else read.loops[-1]
-            where = "the periodic block that reads it" if periodic_peek else loop_label(read.loops[-1])
+            window = (
+                read.loops[len(reset.loops)]
+                if len(read.loops) > len(reset.loops)
+                else read.loops[-1]
+            )
+            where = (
+                "the periodic block that reads it" if periodic_peek else loop_label(read.loops[-1])
+            )
             return Hit(
                 "LL201",
                 reset.node,
                 f"`{acc.name}` is reset outside {loop_label(window)}, so the value read there sums "
                 f"several iterations of it and keeps growing; reset it inside {where}",
             )
-        deep = [r for r in acc.resets if len(r.loops) > len(read.loops) and is_prefix(read.loops, r.loops)]
+        deep = [
+            r
+            for r in acc.resets
+            if len(r.loops) > len(read.loops) and is_prefix(read.loops, r.loops)
+        ]
         if deep:
             reset = deep[0]
             return Hit(
@@ -137,10 +169,19 @@ def unaveraged_loss_logged(model: Model) -> Iterator[Hit]:
                 continue
             aliases = _aliases(events, acc.name)
             for index, event in enumerate(events):
-                if event.kind != READ or not event.data.get("in_log") or event.data.get("divisors") is not None:
+                if (
+                    event.kind != READ
+                    or not event.data.get("in_log")
+                    or event.data.get("divisors") is not None
+                ):
                     continue
-                if event.name != acc.name and event.name not in aliases and not (
-                    event.name.startswith(acc.name + ".") and event.data.get("method") in ("item", "cpu", None)
+                if (
+                    event.name != acc.name
+                    and event.name not in aliases
+                    and not (
+                        event.name.startswith(acc.name + ".")
+                        and event.data.get("method") in ("item", "cpu", None)
+                    )
                 ):
                     continue
                 if _divided_since_update(events[:index], acc.name):
@@ -163,8 +204,10 @@ def _aliases(events: list[Event], name: str) -> set[str]:
             continue
         value = event.data["value"]
         if isinstance(value, cst.Call) and names.callee_name(value) in ("item", "float"):
-            inner = value.func.value if isinstance(value.func, cst.Attribute) and not value.args else (
-                value.args[0].value if value.args else None
+            inner = (
+                value.func.value
+                if isinstance(value.func, cst.Attribute) and not value.args
+                else (value.args[0].value if value.args else None)
             )
             value = inner
         if value is not None and names.dotted(value) == name:
@@ -193,7 +236,9 @@ def loss_tensor_accumulated(model: Model) -> Iterator[Hit]:
             for update in acc.updates:
                 if update.no_grad or always_no_grad:
                     continue
-                raw = [t for t in update.data["raw_loss_terms"] if _attached(model, events, update, t)]
+                raw = [
+                    t for t in update.data["raw_loss_terms"] if _attached(model, events, update, t)
+                ]
                 if not raw:
                     continue
                 suffix = ".detach()" if _tensor_accumulator(events, acc) else ".item()"

@@ -30,16 +30,37 @@ def _clears(model: Model, event: Event, optimizer: str) -> bool:
         callee = (event.name or "").rsplit(".", 1)[-1]
         if callee in _NEVER_CLEARS or names.looks_like_scaler((event.name or "").rsplit(".", 1)[0]):
             return False
-        return optimizer in event.data.get("args", ()) or (event.name or "").startswith(optimizer + ".")
+        return optimizer in event.data.get("args", ()) or (event.name or "").startswith(
+            optimizer + "."
+        )
     return False
 
 
 # Calls that take the optimizer but are known not to touch its gradients.
 _NEVER_CLEARS = frozenset(
     {
-        "unscale_", "clip_grad_norm_", "clip_grad_value_", "state_dict", "load_state_dict", "save",
-        "print", "len", "add_param_group", "prepare", "accumulate", "autocast", "get_last_lr",
-        "log", "info", "debug", "warning", "append", "isinstance", "getattr", "format", "str",
+        "unscale_",
+        "clip_grad_norm_",
+        "clip_grad_value_",
+        "state_dict",
+        "load_state_dict",
+        "save",
+        "print",
+        "len",
+        "add_param_group",
+        "prepare",
+        "accumulate",
+        "autocast",
+        "get_last_lr",
+        "log",
+        "info",
+        "debug",
+        "warning",
+        "append",
+        "isinstance",
+        "getattr",
+        "format",
+        "str",
     }
 )
 
@@ -66,7 +87,9 @@ def missing_zero_grad(model: Model) -> Iterator[Hit]:
                 f"`{step.name}` steps inside {loop_label(loop)}, which runs `backward()`, but its "
                 "gradients are never cleared: each step applies the sum of all earlier batches' "
                 f"gradients; call `{step.name}.zero_grad()` once per step",
-                fix=lambda source, step=step, b=loop_backwards: _insert_zero_grad(model, source, step, b),
+                fix=lambda source, step=step, b=loop_backwards: _insert_zero_grad(
+                    model, source, step, b
+                ),
             )
 
 
@@ -77,7 +100,9 @@ def _innermost_loop_with(step: Event, backwards: list[Event]) -> Loop | None:
     return None
 
 
-def _insert_zero_grad(model: Model, source: fixes.Source, step: Event, backwards: list[Event]) -> Fix | None:
+def _insert_zero_grad(
+    model: Model, source: fixes.Source, step: Event, backwards: list[Event]
+) -> Fix | None:
     """Before the loop's one backward when it sits beside the step; otherwise right after the step."""
     clear = f"{step.name}.zero_grad()"
     if (
@@ -124,11 +149,15 @@ def zero_grad_between_backward_and_step(model: Model) -> Iterator[Hit]:
                 f"`{clear.name}.zero_grad()` runs after `backward()` and before `{step.name}.step()`: "
                 "the gradients are wiped before the step can use them, so the step does nothing; "
                 "clear them before the backward pass",
-                fix=lambda source, c=clear, s=step, i=index: _move_clear(model, source, events, c, s, i),
+                fix=lambda source, evs=events, c=clear, s=step, i=index: _move_clear(
+                    model, source, evs, c, s, i
+                ),
             )
 
 
-def _move_clear(model: Model, source: fixes.Source, events: list[Event], clear: Event, step: Event, index: int):
+def _move_clear(
+    model: Model, source: fixes.Source, events: list[Event], clear: Event, step: Event, index: int
+):
     """Move the clear before the first backward since the optimizer's last step, if in one block."""
     if not fixes.sole_statement(clear.statement, clear.node):
         return None

@@ -21,16 +21,17 @@ def scheduler_step_before_optimizer_step(model: Model) -> Iterator[Hit]:
             if sched.kind != STEP or model.role(sched.name) != "scheduler" or sched.node.args:
                 continue  # step(epoch) and ReduceLROnPlateau.step(metric) do not depend on the order
             window = sched.loops[-1] if sched.loops else None
-
-            def in_window(event: Event) -> bool:
-                return window is None or event.in_loop(window)
-
-            def is_opt_step(event: Event) -> bool:
-                return event.kind == STEP and model.role(event.name) == "optimizer" and in_window(event)
-
-            if any(is_opt_step(e) and not e.exclusive_with(sched) for e in events[:index]):
+            optimizer_steps = [
+                (i, e)
+                for i, e in enumerate(events)
+                if e.kind == STEP
+                and model.role(e.name) == "optimizer"
+                and (window is None or e.in_loop(window))
+                and not e.exclusive_with(sched)
+            ]
+            if any(i < index for i, _ in optimizer_steps):
                 continue
-            later = [e for e in events[index + 1 :] if is_opt_step(e) and not e.exclusive_with(sched)]
+            later = [e for i, e in optimizer_steps if i > index]
             if not later:
                 continue
             optimizer = later[0]
@@ -55,13 +56,19 @@ def _move_after(model: Model, source, sched: Event, optimizer: Event) -> Fix | N
         anchor = model.parent_statement.get(anchor)
     if anchor is None or len(getattr(owner, "body", ())) < 2:
         return None
-    insert = fixes.insert_after(source, anchor, source.code(sched.node), indent=source.indent(sched.statement))
+    insert = fixes.insert_after(
+        source, anchor, source.code(sched.node), indent=source.indent(sched.statement)
+    )
     if insert is None:
         return None
     # Swapping with the step beside it changes nothing else; moving past a whole loop also moves
     # the learning rate every other statement of that loop sees, so it needs --unsafe-fixes.
     safe = anchor is optimizer.statement
-    return Fix("Step the scheduler after the optimizer", (insert, fixes.delete_line(source, sched.statement)), safe=safe)
+    return Fix(
+        "Step the scheduler after the optimizer",
+        (insert, fixes.delete_line(source, sched.statement)),
+        safe=safe,
+    )
 
 
 def parameter_in_several_groups(model: Model) -> Iterator[Hit]:
@@ -134,4 +141,3 @@ def scheduler_never_stepped(model: Model) -> Iterator[Hit]:
 def is_prefix_name(name: str, other: str) -> bool:
     """`sched` read as `sched_list` does not count; read as `self.sched` inside something does not."""
     return other.startswith(name + ".") and other[len(name) + 1 :] not in _INERT_METHODS
-

@@ -6,7 +6,17 @@ from collections.abc import Iterator
 
 import libcst as cst
 
-from looplint.static.model import ACCUMULATE, PERIODIC, Event, Loop, Model
+from looplint.static.model import (
+    ACCUMULATE,
+    BACKWARD,
+    LOG,
+    PERIODIC,
+    STEP,
+    WRITE,
+    Event,
+    Loop,
+    Model,
+)
 from looplint.static.rules import Hit, loop_label
 
 
@@ -34,18 +44,33 @@ def _fixed_count(loop: Loop) -> bool:
     )
 
 
+def _trains(model: Model, events: list[Event], loop: Loop) -> bool:
+    """The loop holds a training step or logging: a periodic check there is about training."""
+    return any(
+        e.in_loop(loop)
+        and (e.kind in (BACKWARD, WRITE, LOG) or (e.kind == STEP and model.role(e.name)))
+        for e in events
+    )
+
+
 def periodic_check_outside_step_loop(model: Model) -> Iterator[Hit]:
     for scope in model.scopes:
         events = model.events(scope)
-        for check in (e for e in events if e.kind == PERIODIC and e.loops):
+        for check in (
+            e
+            for e in events
+            if e.kind == PERIODIC and e.loops and _trains(model, events, e.loops[-1])
+        ):
             for counter in sorted(check.data["counters"]):
                 advancing = _advancing_loops(events, counter)
                 if not advancing or any(check.in_loop(loop) for loop in advancing):
                     continue
                 # Only a counter advanced by a loop nested inside the check's loop.
                 inner = [
-                    loop for loop in advancing
-                    if not _fixed_count(loop) and any(e.in_loop(loop) and e.in_loop(check.loops[-1]) for e in events)
+                    loop
+                    for loop in advancing
+                    if not _fixed_count(loop)
+                    and any(e.in_loop(loop) and e.in_loop(check.loops[-1]) for e in events)
                 ]
                 if not inner:
                     continue
