@@ -218,7 +218,9 @@ def describe(summary: dict[str, Any]) -> str:
         parts = [f"looplint run: {summary['ranks']} ranks"]
         for key, value in summary.items():
             if key.startswith("rank ") and isinstance(value, dict):
-                parts.append(f"  {key}: " + describe(value).replace("looplint run: ", "", 1))
+                head, *rest = describe(value).splitlines()
+                parts.append(f"  {key}: " + head.replace("looplint run: ", "", 1))
+                parts.extend("  " + line for line in rest)
         if summary.get("missing_ranks"):
             parts.append(f"  ranks that never reported: {summary['missing_ranks']}")
         return "\n".join(parts)
