@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -95,13 +94,8 @@ class _LintState:
     def fingerprint(self, path: Path) -> list[Any]:
         """What must stay the same for a passed file to be skipped: the file, looplint, config."""
         stat = path.stat()
-        config_text = repr(self.config_for(path)).encode()
-        return [
-            stat.st_mtime_ns,
-            stat.st_size,
-            looplint.__version__,
-            hashlib.sha256(config_text).hexdigest(),
-        ]
+        config = self.config_for(path)
+        return [stat.st_mtime_ns, stat.st_size, looplint.__version__, config.fingerprint()]
 
     def save(self) -> None:
         if self.cache is not None:  # files that are gone are forgotten

@@ -171,11 +171,18 @@ def test_disabled_codes_are_not_fixed():
     assert outcome.remaining == []  # disabled codes are not reported either
 
 
-UNSAFE_SCHEDULER = (
-    CASES["LL401"][0]
-    .replace("StepLR(optimizer, 10)", "ReduceLROnPlateau(optimizer)")
-    .replace("scheduler.step()", "scheduler.step(loss)")
-)
+# Stepping the scheduler after the inner loop changes when it steps, not only its order.
+UNSAFE_SCHEDULER = """\
+scheduler = torch.optim.lr_scheduler.StepLR(optimizer, 10)
+for epoch in range(3):
+    scheduler.step()
+    for x, y in loader:
+        optimizer.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        optimizer.step()
+"""
+AFTER_UNSAFE_FIX = "        optimizer.step()\n    scheduler.step()\n"
 
 
 def test_unsafe_fixes_need_the_unsafe_flag():
@@ -184,7 +191,7 @@ def test_unsafe_fixes_need_the_unsafe_flag():
     assert safe_only.new_data == buggy
     assert [f.code for f in safe_only.remaining] == ["LL401"]
     unsafe = fix_bytes(buggy, "train.py", unsafe=True)
-    assert unsafe.new_data.decode().endswith("    optimizer.step()\n    scheduler.step(loss)\n")
+    assert unsafe.new_data.decode().endswith(AFTER_UNSAFE_FIX)
     assert [f.code for f in unsafe.applied] == ["LL401"]
 
 
@@ -260,7 +267,7 @@ def test_remaining_notebook_findings_point_at_their_cell():
     ]
     outcome = fix_bytes(nbformat.writes(notebook).encode(), "train.ipynb")
     [finding] = outcome.remaining
-    assert (finding.code, finding.details["cell"], finding.line) == ("LL401", 2, 6)
+    assert (finding.code, finding.details["cell"], finding.line) == ("LL401", 2, 3)
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -306,7 +313,7 @@ def test_cli_fix_leaves_unfixable_findings_reported(tmp_path: Path):
     assert train.read_text() == HEAD + UNSAFE_SCHEDULER
     result = run_cli("--fix", "--unsafe-fixes", "train.py", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert train.read_text().endswith("    optimizer.step()\n    scheduler.step(loss)\n")
+    assert train.read_text().endswith(AFTER_UNSAFE_FIX)
 
 
 EXAMPLE_NOTEBOOK = Path(__file__).resolve().parents[1] / "fixtures" / "notebooks" / "train.ipynb"
@@ -324,3 +331,10 @@ def test_the_example_notebook_is_fixed_in_cell_4_only():
     assert [b == a for b, a in zip(before["cells"], after["cells"])] == [
         True, True, True, False, True,
     ]  # fmt: skip
+
+
+def test_noqa_comments_keep_their_line_unfixed():
+    buggy = HEAD + CASES["LL101"][0].replace("optimizer.step()", "optimizer.step()  # noqa: LL101")
+    outcome = fix_bytes(buggy.encode(), "train.py")
+    assert outcome.new_data == buggy.encode()
+    assert outcome.remaining == []
