@@ -1,0 +1,7 @@
+"""`python -m looplint` is the `looplint` command."""
+
+import sys
+
+from looplint.cli import main
+
+sys.exit(main())

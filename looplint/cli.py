@@ -1,0 +1,292 @@
+"""`looplint [PATH ...]`, `looplint rule [CODE]` and `looplint run SCRIPT`.
+
+Exit status: 0 no findings, 1 findings, 2 usage, configuration or I/O errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import os
+import sys
+from collections.abc import Sequence
+
+import looplint
+from looplint.config import Config, ConfigError, load_config, parse_selectors
+from looplint.findings import Finding
+from looplint.report import FORMATS, render
+
+EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+STDIN = "-"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status instead of exiting."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    for stream in (sys.stdout, sys.stderr):
+        # Odd bytes in file names must not turn a report into a traceback.
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+    try:
+        if argv[:1] == ["rule"]:
+            return _rule_command(argv[1:])
+        if argv[:1] == ["run"]:
+            return _run_command(argv[1:])
+        return _lint_command(argv)
+    except BrokenPipeError:
+        # `looplint ... | head`: the reader left; stop quietly.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FINDINGS
+    except KeyboardInterrupt:
+        return 130
+
+
+def _error(message: str) -> None:
+    print(f"looplint: error: {message}", file=sys.stderr)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="looplint",
+        description="Find the silent bugs of hand-written PyTorch training loops.",
+        epilog=(
+            "other commands: 'looplint rule [CODE]' explains rules, "
+            "'looplint run SCRIPT' watches a training script at run time. "
+            "Exit status: 0 clean, 1 findings, 2 errors."
+        ),
+    )
+    parser.add_argument(
+        "paths", nargs="*", metavar="PATH", help="files or directories (default: .); - reads stdin"
+    )
+    selection = parser.add_argument_group("rule selection (codes or prefixes, comma-separated)")
+    selection.add_argument("--select", action="append", help="only these rules (replaces config)")
+    selection.add_argument("--extend-select", action="append", help="these rules as well")
+    selection.add_argument("--ignore", action="append", help="not these rules")
+    output = parser.add_argument_group("output")
+    output.add_argument("--format", choices=FORMATS, default="text", help="report format")
+    output.add_argument("--statistics", action="store_true", help="count findings per rule")
+    output.add_argument(
+        "-q", "--quiet", action="store_true", help="print findings only, no summary"
+    )
+    output.add_argument(
+        "--exit-zero", action="store_true", help="exit 0 even when there are findings"
+    )
+    fixing = parser.add_argument_group("fixes")
+    fixing.add_argument("--fix", action="store_true", help="apply safe fixes in place")
+    fixing.add_argument(
+        "--unsafe-fixes", action="store_true", help="also apply fixes that may change behavior"
+    )
+    fixing.add_argument("--diff", action="store_true", help="print the fixes as a diff, write nothing")
+    run = parser.add_argument_group("run")
+    run.add_argument("--config", metavar="PATH", help="pyproject.toml to read [tool.looplint] from")
+    run.add_argument("--no-cache", action="store_true", help="do not read or write .looplint_cache")
+    run.add_argument(
+        "-j", "--jobs", type=_positive_int, metavar="N", help="worker processes (default: CPUs)"
+    )
+    run.add_argument(
+        "--stdin-filename", metavar="NAME", help="name for '-' in reports and per-file-ignores"
+    )
+    parser.add_argument("--version", action="version", version=f"looplint {looplint.__version__}")
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace | int:
+    try:
+        return parser.parse_args(argv)
+    except SystemExit as exit_:  # argparse already printed usage or help
+        return exit_.code if isinstance(exit_.code, int) else EXIT_ERROR
+
+
+def _selectors(values: list[str] | None, option: str) -> tuple[str, ...] | None:
+    if values is None:
+        return None
+    items = [item for value in values for item in value.split(",") if item.strip()]
+    return parse_selectors(items, option)
+
+
+def _load(args: argparse.Namespace) -> Config:
+    paths = [path for path in args.paths if path != STDIN]
+    if args.stdin_filename and not paths:
+        start = os.path.dirname(os.path.abspath(args.stdin_filename))
+    else:
+        start = paths[0] if paths else "."
+    config = load_config(start, path=args.config)
+    return config.with_cli(
+        select=_selectors(args.select, "--select"),
+        extend_select=_selectors(args.extend_select, "--extend-select") or (),
+        ignore=_selectors(args.ignore, "--ignore") or (),
+    )
+
+
+def _lint_command(argv: list[str]) -> int:
+    from looplint import engine
+
+    parsed = _parse(_parser(), argv)
+    if isinstance(parsed, int):
+        return parsed
+    args = parsed
+    args.paths = args.paths or ["."]
+    if args.statistics and args.format not in ("text", "json"):
+        _error("--statistics works with --format text or json")
+        return EXIT_ERROR
+    try:
+        config = _load(args)
+    except ConfigError as error:
+        _error(str(error))
+        return EXIT_ERROR
+
+    stdin_data = sys.stdin.buffer.read() if STDIN in args.paths else None
+    stdin_name = args.stdin_filename or "<stdin>"
+    files = [path for path in args.paths if path != STDIN]
+
+    fixing = args.fix or args.diff or args.unsafe_fixes
+    if fixing:
+        status = _fix(files, stdin_data, stdin_name, args, config)
+        if status is not None:
+            return status
+
+    result = engine.lint_paths(files, config, jobs=args.jobs, use_cache=not args.no_cache)
+    if stdin_data is not None and not (fixing and not args.diff):
+        try:
+            result.findings = sorted(
+                engine.lint_bytes(stdin_data, stdin_name, config) + result.findings,
+                key=engine.sort_key,
+            )
+        except engine.FileError as error:
+            result.errors.append(str(error))
+        result.files += 1
+
+    for message in result.errors:
+        _error(message)
+    out = sys.stderr if (fixing and stdin_data is not None) else sys.stdout
+    out.write(render(result.findings, args.format, statistics=args.statistics))
+    if args.format == "text" and not args.quiet:
+        out.write(_summary(result.findings, result.files))
+    out.flush()
+
+    if result.errors:
+        return EXIT_ERROR
+    if result.findings and not args.exit_zero:
+        return EXIT_FINDINGS
+    return EXIT_CLEAN
+
+
+def _summary(findings: list[Finding], files: int) -> str:
+    checked = f"{files} file{'s' if files != 1 else ''}"
+    if not findings:
+        return f"No problems found in {checked}.\n"
+    n = len(findings)
+    fixable = sum(1 for finding in findings if finding.fix is not None and finding.fix.safe)
+    text = f"Found {n} problem{'s' if n != 1 else ''} in {checked}"
+    if fixable:
+        text += f" ({fixable} fixable with --fix)"
+    return text + ".\n"
+
+
+def _fix(
+    files: list[str],
+    stdin_data: bytes | None,
+    stdin_name: str,
+    args: argparse.Namespace,
+    config: Config,
+) -> int | None:
+    """Apply (or with --diff show) fixes. Returns an exit status when the run ends here."""
+    try:
+        from looplint.fixer import fix_bytes, write_atomic
+    except ImportError:
+        _error("fixes are not available in this installation (looplint.fixer is missing)")
+        return EXIT_ERROR
+    from looplint import engine
+    from looplint.files import discover
+
+    discovery = discover(files, config, notebooks=engine.notebooks_supported())
+    for message in discovery.errors:
+        _error(message)
+    targets: list[tuple[str, bytes | None]] = [(path, None) for path in discovery.files]
+    if stdin_data is not None:
+        targets.append((stdin_name, stdin_data))
+
+    fixed = changed = 0
+    for path, data in targets:
+        from_stdin = data is not None
+        try:
+            original = data if data is not None else engine.read_bytes(path)
+        except engine.FileError as error:
+            _error(str(error))
+            continue
+        outcome = fix_bytes(
+            original,
+            path,
+            unsafe=args.unsafe_fixes,
+            is_enabled=lambda code, path=path: config.is_enabled(code, path),
+        )
+        if from_stdin and not args.diff:
+            sys.stdout.buffer.write(outcome.new_data)
+            sys.stdout.flush()
+        if outcome.new_data == original:
+            continue
+        changed += 1
+        fixed += len(outcome.applied)
+        if args.diff:
+            sys.stdout.write(_diff(path, original, outcome.new_data))
+        elif not from_stdin:
+            write_atomic(path, outcome.new_data)
+
+    if not args.quiet:
+        verb = "Would fix" if args.diff else "Fixed"
+        print(f"{verb} {fixed} problem{'s' if fixed != 1 else ''} in {changed} file(s).", file=sys.stderr)
+    if args.diff:
+        if discovery.errors:
+            return EXIT_ERROR
+        return EXIT_FINDINGS if changed and not args.exit_zero else EXIT_CLEAN
+    return None
+
+
+def _diff(path: str, before: bytes, after: bytes) -> str:
+    old = before.decode("utf-8", "replace").splitlines(keepends=True)
+    new = after.decode("utf-8", "replace").splitlines(keepends=True)
+    lines = difflib.unified_diff(old, new, fromfile=f"a/{path}", tofile=f"b/{path}")
+    return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+
+
+def _rule_command(argv: list[str]) -> int:
+    from looplint.catalog import RULES, render as render_rule
+
+    parser = argparse.ArgumentParser(
+        prog="looplint rule", description="Explain a rule, or list them all."
+    )
+    parser.add_argument("code", nargs="?", help="rule code such as LL101")
+    parsed = _parse(parser, argv)
+    if isinstance(parsed, int):
+        return parsed
+    if parsed.code is None:
+        width = max((len(info.name) for info in RULES.values()), default=0)
+        for info in RULES.values():
+            print(f"{info.code}  {info.name:<{width}}  {info.summary}")
+        return EXIT_CLEAN
+    info = RULES.get(parsed.code.upper())
+    if info is None:
+        _error(f"unknown rule {parsed.code!r}; 'looplint rule' lists them")
+        return EXIT_ERROR
+    sys.stdout.write(render_rule(info))
+    return EXIT_CLEAN
+
+
+def _run_command(argv: list[str]) -> int:
+    try:
+        from looplint.runtime.cli import main as run_main
+    except ImportError as error:
+        _error(f"'looplint run' needs the runtime extra (pip install 'looplint[runtime]'): {error}")
+        return EXIT_ERROR
+    return run_main(argv)
+

@@ -1,0 +1,266 @@
+"""Lint files: read and decode them, analyze, apply `# noqa` and the configuration, cache, and
+spread the work over processes. Bad input becomes an LL000 finding or a one-line error, never a
+traceback."""
+
+from __future__ import annotations
+
+import ast
+import io
+import os
+import tokenize
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from itertools import repeat
+from pathlib import Path
+
+from looplint.cache import Cache
+from looplint.config import Config, load_config
+from looplint.files import NOTEBOOK_SUFFIX, describe_os_error, discover
+from looplint.findings import Finding
+from looplint.suppress import filter_noqa
+
+# Below this many files to analyze, starting worker processes costs more than it saves.
+MIN_FILES_FOR_POOL = 16
+
+
+class FileError(Exception):
+    """A file could not be linted at all (I/O error); the message is one line with the path."""
+
+
+@dataclass
+class LintResult:
+    """Findings sorted by path, (notebook cell,) line, column; errors are one-line messages."""
+
+    findings: list[Finding] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    files: int = 0
+    cached: int = 0
+
+
+def default_jobs() -> int:
+    """The CPUs this process may run on (respects taskset/cgroup affinity)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def notebooks_supported() -> bool:
+    """Whether the notebook reader is installed in this build."""
+    try:
+        import looplint.notebook  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def sort_key(finding: Finding) -> tuple:
+    cell = (finding.details or {}).get("cell", 0)
+    return (finding.path, cell, finding.line, finding.column, finding.code, finding.message)
+
+
+def _syntax_error(path: str, line: int, column: int, message: str) -> Finding:
+    return Finding(path, max(line, 1), max(column, 1), "LL000", message)
+
+
+def decode_source(data: bytes, path: str) -> str | Finding:
+    """The text of a Python file, honoring a BOM and a PEP 263 coding cookie; an LL000 finding
+    when the bytes are not text in the declared encoding."""
+    nul = data.find(b"\0")
+    if nul >= 0:
+        line = data.count(b"\n", 0, nul) + 1
+        return _syntax_error(path, line, 1, "file contains a null byte; is it a binary file?")
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+    except SyntaxError as error:
+        return _syntax_error(path, error.lineno or 1, 1, f"syntax error: {error.msg}")
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        byte = data[error.start]
+        return _syntax_error(
+            path,
+            line,
+            1,
+            f"cannot decode byte 0x{byte:02x} as {encoding}; save the file as UTF-8 "
+            "or declare its encoding with a '# -*- coding: ... -*-' line",
+        )
+
+
+def analyze_text(source: str, path: str) -> list[Finding]:
+    """Unfiltered findings of one Python source text (no noqa, no configuration)."""
+    from looplint.static import PREFILTER_MARKERS
+
+    # CPython's parser rejects what libcst cannot survive (libcst's native parser overflows its
+    # stack on a few thousand nested expressions), and costs ~5% of a libcst parse.
+    try:
+        compile(source, path, "exec", flags=ast.PyCF_ONLY_AST, dont_inherit=True)
+    except SyntaxError as error:
+        return [_syntax_error(path, error.lineno or 1, error.offset or 1, f"syntax error: {error.msg}")]
+    except (RecursionError, MemoryError):
+        return [_syntax_error(path, 1, 1, "expression nested too deeply to parse")]
+    except ValueError as error:
+        return [_syntax_error(path, 1, 1, f"syntax error: {error}")]
+    # Without any marker no rule can fire, so the file is never handed to libcst.
+    if not any(marker in source for marker in PREFILTER_MARKERS):
+        return []
+    from looplint.static import analyze_source
+
+    try:
+        return analyze_source(source, path)
+    except RecursionError:
+        return [_syntax_error(path, 1, 1, "code nested too deeply to analyze")]
+
+
+def lint_bytes(data: bytes, path: str, config: Config | None = None) -> list[Finding]:
+    """Findings for one file's content: decoded, analyzed, then filtered by `# noqa` and config.
+
+    `path` is what findings show and what per-file-ignores match; it is never opened.
+    """
+    config = config or Config()
+    try:
+        if path.endswith(NOTEBOOK_SUFFIX):
+            findings = _lint_notebook(data, path)
+        else:
+            source = decode_source(data, path)
+            if isinstance(source, Finding):
+                findings = [source]
+            else:
+                findings = filter_noqa(analyze_text(source, path), source)
+    except FileError:
+        raise
+    except Exception as error:  # a bug in a rule must not hide the other files' results
+        raise FileError(
+            f"{path}: internal error while analyzing ({type(error).__name__}: {error}); "
+            "please report it with this file"
+        ) from error
+    return sorted(
+        (finding for finding in findings if config.is_enabled(finding.code, path)), key=sort_key
+    )
+
+
+def _lint_notebook(data: bytes, path: str) -> list[Finding]:
+    try:
+        from looplint.notebook import NotebookError, notebook_source
+    except ImportError:
+        raise FileError(f"{path}: notebook support is not available in this installation") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        return [_syntax_error(path, 1, 1, f"invalid notebook: not UTF-8 JSON ({error.reason})")]
+    try:
+        notebook = notebook_source(text)
+    except NotebookError as error:
+        return [_syntax_error(path, 1, 1, f"invalid notebook: {error}")]
+    source = notebook.source
+    mapped = []
+    for finding in filter_noqa(analyze_text(source, path), source):
+        cell, line = notebook.locate(finding.line)
+        end_line = finding.end_line
+        if end_line:
+            end_cell, end_line = notebook.locate(end_line)
+            if end_cell != cell:
+                end_line = 0
+        details = {**(finding.details or {}), "cell": cell}
+        mapped.append(finding.with_(line=line, end_line=end_line, details=details))
+    return mapped
+
+
+def read_bytes(path: str) -> bytes:
+    """The file's bytes; FileError with a one-line reason when it cannot be read."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as error:
+        raise FileError(f"{path}: {describe_os_error(error)}") from None
+
+
+def lint_file(path: str | Path, config: Config | None = None) -> list[Finding]:
+    """Findings for one file on disk (FileError when it cannot be read)."""
+    path = str(path)
+    if config is None:
+        config = load_config(path)
+    return lint_bytes(read_bytes(path), path, config)
+
+
+# (findings, error) for one file; exactly one of them is meaningful.
+_Outcome = tuple[list[Finding], str | None]
+
+
+def _lint_batch(paths: Sequence[str], config: Config, use_cache: bool) -> list[_Outcome]:
+    cache = Cache(config.root, config.fingerprint()) if use_cache else None
+    outcomes: list[_Outcome] = []
+    for path in paths:
+        try:
+            data = read_bytes(path)
+            findings = lint_bytes(data, path, config)
+        except FileError as error:
+            outcomes.append(([], str(error)))
+            continue
+        if cache is not None:
+            cache.put(path, cache.key(path, data), findings)
+        outcomes.append((findings, None))
+    return outcomes
+
+
+def lint_paths(
+    paths: Iterable[str | Path],
+    config: Config | None = None,
+    *,
+    jobs: int | None = None,
+    use_cache: bool = True,
+) -> LintResult:
+    """Lint files and directories (walked recursively, honoring .gitignore and excludes)."""
+    paths = [str(path) for path in paths]
+    if config is None:
+        config = load_config(paths[0] if paths else ".")
+    discovery = discover(paths, config, notebooks=notebooks_supported())
+    result = LintResult(errors=list(discovery.errors), files=len(discovery.files))
+
+    # Cache look-ups happen here: a warm run never pays for starting workers.
+    pending = discovery.files
+    if use_cache:
+        cache = Cache(config.root, config.fingerprint())
+        pending = []
+        for path in discovery.files:
+            try:
+                data = read_bytes(path)
+            except FileError as error:
+                result.errors.append(str(error))
+                continue
+            cached = cache.get(path, cache.key(path, data))
+            if cached is None:
+                pending.append(path)
+            else:
+                result.findings.extend(cached)
+                result.cached += 1
+
+    for findings, error in _run(pending, config, use_cache, jobs or default_jobs(), result):
+        if error is None:
+            result.findings.extend(findings)
+        else:
+            result.errors.append(error)
+    result.findings.sort(key=sort_key)
+    result.errors.sort()
+    return result
+
+
+def _run(
+    paths: list[str], config: Config, use_cache: bool, jobs: int, result: LintResult
+) -> list[_Outcome]:
+    if jobs <= 1 or len(paths) < MIN_FILES_FOR_POOL:
+        return _lint_batch(paths, config, use_cache)
+    # Contiguous batches keep the inter-process traffic small; several per worker balance load.
+    size = max(1, len(paths) // (jobs * 4))
+    batches = [paths[start : start + size] for start in range(0, len(paths), size)]
+    outcomes: list[_Outcome] = []
+    try:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            for batch in pool.map(_lint_batch, batches, repeat(config), repeat(use_cache)):
+                outcomes.extend(batch)
+    except BrokenProcessPool:
+        result.errors.append("a worker process died; rerun with --jobs 1 to find the file")
+    return outcomes
