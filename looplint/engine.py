@@ -7,11 +7,14 @@ from __future__ import annotations
 import ast
 import io
 import os
+import re
 import tokenize
+import warnings
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from functools import lru_cache
 from itertools import repeat
 from pathlib import Path
 
@@ -62,7 +65,8 @@ def sort_key(finding: Finding) -> tuple:
 
 
 def _syntax_error(path: str, line: int, column: int, message: str) -> Finding:
-    return Finding(path, max(line, 1), max(column, 1), "LL000", message)
+    line, column = max(line, 1), max(column, 1)
+    return Finding(path, line, column, "LL000", message, line, column)
 
 
 def decode_source(data: bytes, path: str) -> str | Finding:
@@ -92,27 +96,29 @@ def decode_source(data: bytes, path: str) -> str | Finding:
 
 def analyze_text(source: str, path: str) -> list[Finding]:
     """Unfiltered findings of one Python source text (no noqa, no configuration)."""
-    from looplint.static import PREFILTER_MARKERS
+    from looplint.static import PREFILTER_MARKERS, analyze_source
 
-    # CPython's parser rejects what libcst cannot survive (libcst's native parser overflows its
-    # stack on a few thousand nested expressions), and costs ~5% of a libcst parse.
+    if _prefilter(PREFILTER_MARKERS).search(source):
+        return analyze_source(source, path)
+    # No rule can fire without a marker: only check the syntax, with CPython's parser, which
+    # costs about 5% of a libcst parse.
     try:
-        compile(source, path, "exec", flags=ast.PyCF_ONLY_AST, dont_inherit=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # SyntaxWarnings are the compiler's business
+            compile(source, path, "exec", flags=ast.PyCF_ONLY_AST, dont_inherit=True)
     except SyntaxError as error:
         return [_syntax_error(path, error.lineno or 1, error.offset or 1, f"syntax error: {error.msg}")]
     except (RecursionError, MemoryError):
-        return [_syntax_error(path, 1, 1, "expression nested too deeply to parse")]
+        return [_syntax_error(path, 1, 1, "syntax error: too deeply nested to parse")]
     except ValueError as error:
         return [_syntax_error(path, 1, 1, f"syntax error: {error}")]
-    # Without any marker no rule can fire, so the file is never handed to libcst.
-    if not any(marker in source for marker in PREFILTER_MARKERS):
-        return []
-    from looplint.static import analyze_source
+    return []
 
-    try:
-        return analyze_source(source, path)
-    except RecursionError:
-        return [_syntax_error(path, 1, 1, "code nested too deeply to analyze")]
+
+@lru_cache(maxsize=1)
+def _prefilter(markers: tuple[str, ...]) -> re.Pattern[str]:
+    # Markers are compared case-insensitively (`SummaryWriter` holds "writer").
+    return re.compile("|".join(map(re.escape, markers)), re.IGNORECASE)
 
 
 def lint_bytes(data: bytes, path: str, config: Config | None = None) -> list[Finding]:
@@ -156,17 +162,10 @@ def _lint_notebook(data: bytes, path: str) -> list[Finding]:
     except NotebookError as error:
         return [_syntax_error(path, 1, 1, f"invalid notebook: {error}")]
     source = notebook.source
-    mapped = []
-    for finding in filter_noqa(analyze_text(source, path), source):
-        cell, line = notebook.locate(finding.line)
-        end_line = finding.end_line
-        if end_line:
-            end_cell, end_line = notebook.locate(end_line)
-            if end_cell != cell:
-                end_line = 0
-        details = {**(finding.details or {}), "cell": cell}
-        mapped.append(finding.with_(line=line, end_line=end_line, details=details))
-    return mapped
+    return [
+        notebook.locate_finding(finding)
+        for finding in filter_noqa(analyze_text(source, path), source)
+    ]
 
 
 def read_bytes(path: str) -> bytes:
