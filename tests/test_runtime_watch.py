@@ -217,7 +217,7 @@ def test_non_finite_gradient_with_finite_loss():
             param.sqrt().sum().backward()  # d sqrt(x)/dx at 0 is inf; the loss is 0
             optimizer.step()
     (finding,) = [f for f in report.findings if f.code == "LL503"]
-    assert "gradients contain inf at optimizer step 1" in finding.message
+    assert "gradients are not finite (inf or nan) at optimizer step 1" in finding.message
 
 
 def test_writer_closed_in_loop_reopens_event_files(tmp_path):

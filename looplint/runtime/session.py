@@ -12,7 +12,7 @@ import torch
 
 from looplint.findings import Finding
 from looplint.runtime.grads import GradTracker, OptimizerState
-from looplint.runtime.health import Health, SyncCounter
+from looplint.runtime.health import GRAD_CHECK_EVERY, GRAD_CHECK_FIRST, Health, SyncCounter
 from looplint.runtime.patches import Undo
 from looplint.runtime.sites import Site, display_path, user_site
 from looplint.runtime.writers import WriterTracker
@@ -301,16 +301,19 @@ class Session:
         bad_loss = next(
             (item for item in self.health.losses.non_finite() if self.grads.was_consumed(item[0])), None
         )
-        bad_grad = next(self.health.grad_peaks.non_finite(), None)
+        bad_grad = next(self.health.grad_sums.non_finite(), None)
         loss_step = self._steps_before(bad_loss[0]) + 1 if bad_loss is not None else None
         if bad_grad is not None and (loss_step is None or bad_grad[0] < loss_step):
             step, value = bad_grad
             site, label = self.health.step_sites.get(step, (None, "optimizer"))
             later = f"; the loss followed at step {loss_step}" if loss_step else ""
+            when = f"at optimizer step {step}" if step <= GRAD_CHECK_FIRST else (
+                f"by optimizer step {step} (gradients are checked every {GRAD_CHECK_EVERY} steps)"
+            )
             problems.append((
                 "LL503", site,
-                f"gradients contain {value} at optimizer step {step} (`{label}.step()`), so the "
-                f"parameters it updated are non-finite from then on{later}",
+                f"gradients are not finite (inf or nan) {when} and `{label}.step()` applied "
+                f"them, so the parameters are non-finite from then on{later}",
                 [], {"step": step, "value": str(value)},
             ))
         elif bad_loss is not None:
