@@ -289,3 +289,24 @@ def test_rule_docs():
         page = render(info)
         for part in ("What it does", "Why is this bad?", "Example", "Fix"):
             assert part in page
+
+
+def test_ll506_silent_when_a_grad_scaler_grows_its_scale():
+    # The scale doubles every 10 steps: the scaled loss grows 4096x over the run.
+    model = _model()
+    optimizer = optim.SGD(model.parameters(), lr=0.05)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10, growth_interval=10)
+    monitor = LRMonitor()
+    x, y = _data()
+    for i in range(120):
+        rows = slice((i * 32) % 256, (i * 32) % 256 + 32)
+        loss = nn.functional.mse_loss(model(x[rows]), y[rows])
+        optimizer.zero_grad()
+        scaled = scaler.scale(loss)
+        monitor.on_backward(scaled)
+        scaled.backward()
+        scaler.step(optimizer)
+        scaler.update()
+        monitor.on_optimizer_step(optimizer)
+    assert scaler.get_scale() > 2.0**20
+    assert monitor.finish() == []

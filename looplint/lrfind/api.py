@@ -93,9 +93,7 @@ class _Snapshot:
         # Parameters outside the optimizer still collect gradients during the test.
         params = {id(p): p for p in model.parameters()}
         params.update((id(p), p) for group in optimizer.param_groups for p in group["params"])
-        self.grads = [
-            (p, None if p.grad is None else p.grad.detach().clone()) for p in params.values()
-        ]
+        self.grads = [(p, None if p.grad is None else p.grad.detach().clone()) for p in params.values()]
 
     def restore(self) -> None:
         self.model.load_state_dict(self.model_state)
@@ -119,8 +117,7 @@ def _endless(loader: Iterable[Any]) -> Iterator[Any]:
 def _batch_loss(model: Any, criterion: Callable[..., Any], batch: Any, device: Any) -> Any:
     if not isinstance(batch, (tuple, list)) or len(batch) < 2:
         raise TypeError(
-            "lr_find expects each batch to be a tuple (inputs..., target), got "
-            f"{type(batch).__name__}"
+            f"lr_find expects each batch to be a tuple (inputs..., target), got {type(batch).__name__}"
         )
     *inputs, target = (_to_device(item, device) for item in batch)
     loss = criterion(model(*inputs), target)

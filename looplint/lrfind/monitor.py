@@ -108,7 +108,7 @@ class LRMonitor:
     # --- observations -------------------------------------------------------------------
     def on_backward(self, loss: Any) -> None:
         """A backward pass ran on `loss`; kept detached, never read here."""
-        self._pending.append(loss.detach())
+        self._pending.append(unscaled_loss(loss))
 
     def on_optimizer_step(self, optimizer: Any) -> None:
         """After an optimizer step: record the LRs it used and the losses that fed it."""
@@ -202,13 +202,11 @@ class LRMonitor:
                         f"max {group['max_lr']:.3g})"
                     )
                 lines.append(
-                    f"{optimizer['name']} group {group['group']}: lr {course} over "
-                    f"{optimizer['steps']} steps"
+                    f"{optimizer['name']} group {group['group']}: lr {course} over {optimizer['steps']} steps"
                 )
         for scheduler in data["schedulers"]:
             lines.append(
-                f"{scheduler['type']} created at {scheduler['site']}, stepped "
-                f"{scheduler['stepped']} times"
+                f"{scheduler['type']} created at {scheduler['site']}, stepped {scheduler['stepped']} times"
             )
         return lines
 
@@ -303,16 +301,13 @@ class LRMonitor:
             increase = _increase_before(tracked, rise_step, 3 * window)
             if increase is not None:
                 message += (
-                    f", after the lr rose from {increase[1]:.3g} to {increase[2]:.3g} "
-                    f"at step {increase[0]}"
+                    f", after the lr rose from {increase[1]:.3g} to {increase[2]:.3g} at step {increase[0]}"
                 )
             if first_bad is not None:
                 message += f"; the loss became non-finite at step {steps[first_bad]}"
             details = {"step": rise_step, "lr": lrs, "window": window}
             details.update(loss_from=low, loss_to=high)
-            return self._finding(
-                tracked, message + ": the learning rate is likely too high", details
-            )
+            return self._finding(tracked, message + ": the learning rate is likely too high", details)
         if first_bad is None:
             return None
         bad_step = steps[first_bad]
@@ -335,11 +330,7 @@ class LRMonitor:
                 continue
             optimizer = getattr(seen.scheduler, "optimizer", None)
             tracked = next((t for t in self._optimizers if t.optimizer is optimizer), None)
-            if (
-                tracked is None
-                or tracked.steps - seen.created_at_step < 2
-                or id(tracked) in reported
-            ):
+            if tracked is None or tracked.steps - seen.created_at_step < 2 or id(tracked) in reported:
                 continue
             if any(_changed_after(group, seen.created_at_step) for group in tracked.groups):
                 continue
@@ -377,10 +368,7 @@ class LRMonitor:
         for tracked in self._optimizers:
             if id(tracked) in reported or tracked.steps < 2:
                 continue
-            if any(
-                getattr(s.scheduler, "optimizer", None) is tracked.optimizer
-                for s in self._schedulers
-            ):
+            if any(getattr(s.scheduler, "optimizer", None) is tracked.optimizer for s in self._schedulers):
                 continue
             if not _has_scheduler(tracked.optimizer):
                 continue
@@ -417,6 +405,22 @@ class LRMonitor:
         )
 
 
+def unscaled_loss(loss: Any) -> Any:
+    """`loss` detached, with a GradScaler's factor divided out (a device op, no sync).
+
+    `scaler.scale(loss)` is `loss * scale` with a 0-dim float32 scale that needs no gradient;
+    the scale doubles every growth interval, which would look like a growing loss. Autograd
+    keeps that factor as the multiplication's saved `other` operand. A constant factor the
+    user wrote the same way (`loss * 0.5`) is divided out too, which changes no ratio.
+    """
+    fn = loss.grad_fn
+    if type(fn).__name__ == "MulBackward0" and fn.next_functions[1][0] is None:
+        factor = getattr(fn, "_saved_other", None)
+        if factor is not None and factor.dim() == 0 and factor.dtype == loss.dtype:
+            return loss.detach() / factor
+    return loss.detach()
+
+
 def _growth(values: list[float], window: int) -> tuple[int, int, float, float] | None:
     """The first sustained rise of the loss: (first index of the lowest window before it, first
     index of the risen window, their medians), or None.
@@ -426,10 +430,7 @@ def _growth(values: list[float], window: int) -> tuple[int, int, float, float] |
     when its median is at least GROWTH x the lowest earlier median and has given back at least
     half of the progress made since the first window, so noise around a loss near 0 stays quiet.
     """
-    medians = [
-        statistics.median(values[i : i + window])
-        for i in range(0, len(values) - window + 1, window)
-    ]
+    medians = [statistics.median(values[i : i + window]) for i in range(0, len(values) - window + 1, window)]
     lowest = 0
     for k in range(1, len(medians)):
         low = medians[lowest]
@@ -440,9 +441,7 @@ def _growth(values: list[float], window: int) -> tuple[int, int, float, float] |
     return None
 
 
-def _increase_before(
-    tracked: _Optimizer, step: int, within: int
-) -> tuple[int, float, float] | None:
+def _increase_before(tracked: _Optimizer, step: int, within: int) -> tuple[int, float, float] | None:
     """The latest LR rise of any group in the `within` steps up to `step`, if there was one."""
     best = None
     for group in tracked.groups:

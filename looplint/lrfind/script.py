@@ -21,6 +21,7 @@ from typing import Any
 
 from looplint.lrfind.curve import DivergenceTracker, check_range, exponential_lrs, suggest
 from looplint.lrfind.groups import ScheduledOptimizer
+from looplint.lrfind.monitor import unscaled_loss
 from looplint.lrfind.result import GroupResult, LRFindResult
 
 SMOOTHING = 0.9
@@ -44,7 +45,7 @@ class _ScriptRangeTest:
         self.stop_detail = "the script ended before the range test did"
 
     def on_backward(self, loss: Any) -> None:
-        self.pending.append(loss.detach())
+        self.pending.append(unscaled_loss(loss))
 
     def before_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         driven = next((d for d in self.optimizers if d.optimizer is optimizer), None)
@@ -263,16 +264,14 @@ def _render_text(result: LRFindResult) -> str:
             lines.append(f"  {group.name}: no suggestion (lr was {group.initial_lr:.3g})")
         else:
             lines.append(
-                f"  {group.name}: suggested lr {group.suggested_lr:.3g} "
-                f"(lr was {group.initial_lr:.3g})"
+                f"  {group.name}: suggested lr {group.suggested_lr:.3g} (lr was {group.initial_lr:.3g})"
             )
     lines.append(f"  why: {result.reason}")
     if result.extra.get("plot"):
         lines.append(f"  plot: {result.extra['plot']}")
     if result.extra.get("tensorboard"):
         lines.append(
-            f"  tensorboard: {result.extra['tensorboard']} "
-            "(lr_find/loss, lr_find/raw_loss, lr_find/lr)"
+            f"  tensorboard: {result.extra['tensorboard']} (lr_find/loss, lr_find/raw_loss, lr_find/lr)"
         )
     lines.extend(f"  note: {note}" for note in result.extra.get("notes", []))
     return "\n".join(lines)
