@@ -7,14 +7,13 @@ from __future__ import annotations
 import ast
 import io
 import os
-import re
 import tokenize
+import unicodedata
 import warnings
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from functools import lru_cache
 from itertools import repeat
 from pathlib import Path
 
@@ -98,7 +97,7 @@ def analyze_text(source: str, path: str) -> list[Finding]:
     """Unfiltered findings of one Python source text (no noqa, no configuration)."""
     from looplint.static import PREFILTER_MARKERS, analyze_source
 
-    if _prefilter(PREFILTER_MARKERS).search(source):
+    if might_match(source, PREFILTER_MARKERS):
         return analyze_source(source, path)
     # No rule can fire without a marker: only check the syntax, with CPython's parser, which
     # costs about 5% of a libcst parse.
@@ -115,10 +114,16 @@ def analyze_text(source: str, path: str) -> list[Finding]:
     return []
 
 
-@lru_cache(maxsize=1)
-def _prefilter(markers: tuple[str, ...]) -> re.Pattern[str]:
-    # Markers are compared case-insensitively (`SummaryWriter` holds "writer").
-    return re.compile("|".join(map(re.escape, markers)), re.IGNORECASE)
+def might_match(source: str, markers: tuple[str, ...]) -> bool:
+    """Whether any marker occurs in `source`, ignoring case, as Python reads identifiers.
+
+    Python NFKC-normalizes identifiers (`ｓｔｅｐ` and `ſtep` both mean `step`), so non-ASCII text
+    is normalized first. Plain `in` on lowered text is ~20x faster than a case-insensitive regex.
+    """
+    if not source.isascii():
+        source = unicodedata.normalize("NFKC", source)
+    text = source.lower()
+    return any(marker.lower() in text for marker in markers)
 
 
 def lint_bytes(data: bytes, path: str, config: Config | None = None) -> list[Finding]:
