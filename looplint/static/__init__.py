@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import re
+import warnings
 
 import libcst as cst
 
@@ -46,7 +47,9 @@ def analyze_source(source: str, path: str = "<stdin>") -> list[Finding]:
     # CPython's parser first: it is much cheaper, words errors better, and refuses the deep
     # nesting that would overflow the native stack of the CST parser.
     try:
-        tree = compile(source, path, "exec", ast.PyCF_ONLY_AST)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # SyntaxWarnings are not ours to print
+            tree = compile(source, path, "exec", ast.PyCF_ONLY_AST)
     except SyntaxError as error:
         return [syntax_error(path, error.msg, error.lineno or 1, (error.offset or 1) - 1)]
     except (RecursionError, MemoryError):
@@ -68,9 +71,9 @@ def analyze_source(source: str, path: str = "<stdin>") -> list[Finding]:
         return [syntax_error(path, "too deeply nested to parse", 1, 0)]
     try:
         model = Model(module)
+        hits = [hit for _, rule in all_rules() for hit in rule(model)]
     except RecursionError:
         return [syntax_error(path, "too deeply nested to analyze", 1, 0)]
-    hits = [hit for _, rule in all_rules() for hit in rule(model)]
     if not hits:
         return []
     positions = Positions(module, tree)
