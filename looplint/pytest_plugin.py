@@ -134,12 +134,15 @@ class LooplintItem(pytest.Item):
             pytest.skip("looplint: unchanged since it last passed")
 
     def runtest(self) -> None:
-        from looplint.engine import lint_file
+        from looplint.engine import FileError, lint_file
         from looplint.report import render
 
         state = self._state
         fingerprint = state.fingerprint(self.path)
-        findings = lint_file(self.path, state.config_for(self.path))
+        try:
+            findings = lint_file(self.path, state.config_for(self.path))
+        except FileError as error:
+            raise LooplintError(str(error)) from None
         if findings:
             display = _relative(self.path, state.invocation_dir)
             shown: list[Finding] = [f.with_(path=display) for f in findings]
@@ -197,7 +200,11 @@ def pytest_runtest_call(item: pytest.Item):
     try:
         watcher = looplint.watch(**options)
     except (TypeError, ValueError) as error:
-        pytest.fail(f"{WATCH_MARKER}: {error}", pytrace=False)
+        problem = f"{WATCH_MARKER}: {error}"
+    else:
+        problem = None
+    if problem is not None:
+        pytest.fail(problem, pytrace=False)
     with watcher as report:
         hygiene.report = report
         result = yield
