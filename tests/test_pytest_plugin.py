@@ -11,7 +11,7 @@ import pytest
 
 # In-process sessions drop the modules they imported: loading the linter here once spares each
 # session from importing libcst again.
-import looplint.engine  # noqa: F401
+import looplint.engine
 import looplint.static  # noqa: F401
 
 pytest_plugins = ["pytester"]
