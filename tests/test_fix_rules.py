@@ -300,8 +300,18 @@ def test_cli_diff_shows_the_fix_without_writing(tmp_path: Path):
     result = run_cli("--diff", "train.py", cwd=tmp_path)
     assert train.read_text() == buggy
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "+    scheduler.step()\n" in result.stdout
-    assert "-    scheduler.step()\n" in result.stdout
+    assert result.stdout == (
+        "--- a/train.py\n"
+        "+++ b/train.py\n"
+        "@@ -8,5 +8,5 @@\n"
+        "     optimizer.zero_grad()\n"
+        "     loss = torch.nn.functional.mse_loss(model(x), y)\n"
+        "     loss.backward()\n"
+        "+    optimizer.step()\n"
+        "     scheduler.step()\n"
+        "-    optimizer.step()\n"
+    )
+    assert result.stderr == "Would fix 1 problem in 1 file(s).\n"
 
 
 def test_cli_fix_leaves_unfixable_findings_reported(tmp_path: Path):
