@@ -467,6 +467,8 @@ def _lr_value(lr: Any) -> float:
     """A group's LR as a float; a tensor LR is read only when it lives on the CPU (no sync)."""
     if isinstance(lr, (int, float)):
         return float(lr)
+    if lr is None:
+        return math.nan
     device = getattr(lr, "device", None)
     if device is not None and device.type != "cpu":
         return math.nan
