@@ -217,7 +217,7 @@ def test_non_finite_gradient_with_finite_loss():
             param.sqrt().sum().backward()  # d sqrt(x)/dx at 0 is inf; the loss is 0
             optimizer.step()
     (finding,) = [f for f in report.findings if f.code == "LL503"]
-    assert "gradients are not finite (inf or nan) at optimizer step 1" in finding.message
+    assert "gradients or weights are not finite (inf or nan) at optimizer step 1" in finding.message
 
 
 def test_writer_closed_in_loop_reopens_event_files(tmp_path):
@@ -437,3 +437,28 @@ def test_host_device_syncs_are_counted_per_step_on_cuda():
             print(loss.item(), float(loss))  # two syncs per step
     (finding,) = [f for f in noisy.findings if f.code == "LL504"]
     assert finding.details["syncs_per_step"] == 2
+
+
+def test_late_non_finite_gradients_and_bounded_bookkeeping():
+    model = make_model()
+    session = Session(observers=[])
+    from looplint.runtime.session import RuntimeReport
+
+    report = RuntimeReport()
+    session.start()
+    try:
+        optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+        for step in range(1, 26):
+            optimizer.zero_grad()
+            x, y = batch()
+            nn.functional.mse_loss(model(x), y).backward()
+            if step == 15:
+                model[0].bias.grad[0] = float("inf")  # the loss of this step was finite
+            optimizer.step()
+    finally:
+        session.stop()
+    session.finish(report)
+    # One tracked .grad address per parameter, however many tensors set_to_none allocated.
+    assert len(session.grads._grad_ptrs) <= 4
+    (finding,) = [f for f in report.findings if f.code == "LL503"]
+    assert "by optimizer step 20 (checked every 10 steps)" in finding.message

@@ -192,24 +192,9 @@ def merge_static(static: list[Finding], runtime: list[Finding]) -> list[Finding]
 
 
 def _render(findings: list[Finding], fmt: str) -> str:
-    try:
-        from looplint.report import render
-    except ImportError:
-        return _fallback_render(findings, fmt)
+    from looplint.report import render
+
     return render(findings, fmt).rstrip("\n")
-
-
-def _fallback_render(findings: list[Finding], fmt: str) -> str:
-    if fmt == "json":
-        return json.dumps([f.to_dict() for f in findings], indent=2)
-    lines = []
-    for f in findings:
-        suffix = " [confirmed at run time]" if f.confirmed else ""
-        if fmt == "github":
-            lines.append(f"::error file={f.path},line={f.line},col={f.column},title={f.code}::{f.message}")
-        else:
-            lines.append(f"{f.path}:{f.line}:{f.column}: {f.code} {f.message}{suffix}")
-    return "\n".join(lines)
 
 
 def describe(summary: dict[str, Any]) -> str:

@@ -23,7 +23,7 @@ from looplint.runtime.sites import Site, user_site
 class _ParamState:
     """What the current .grad of one parameter is made of."""
 
-    __slots__ = ("param_ref", "first", "count", "last", "grad_ref", "clear_site", "__weakref__")
+    __slots__ = ("param_ref", "first", "count", "last", "grad_ref", "grad_ptr", "clear_site", "__weakref__")
 
     def __init__(self, param: torch.Tensor) -> None:
         self.param_ref = weakref.ref(param)
@@ -31,6 +31,7 @@ class _ParamState:
         self.count = 0  # backward passes accumulated since the last clear
         self.last = 0  # newest backward id that touched this parameter, even if cleared since
         self.grad_ref: weakref.ref[torch.Tensor] | None = None
+        self.grad_ptr = 0  # data_ptr of that .grad, to recognize `p.grad.zero_()`
         self.clear_site: Site | None = None
 
     def clear(self, site: Site | None) -> None:
@@ -53,6 +54,7 @@ class OptimizerState:
     passes_per_step: Counter = field(default_factory=Counter)
     step_sites: Counter = field(default_factory=Counter)
     used_closure: bool = False
+    last_site: Site | None = None
 
 
 @dataclass
@@ -129,11 +131,18 @@ class GradTracker:
         if param.grad is not None:
             # Gradient from before the session: unknown backward passes, older than any step.
             state.count = 1
-            state.grad_ref = weakref.ref(param.grad)
-            self._grad_ptrs[param.grad.data_ptr()] = state
+            self._see_grad(state, param.grad)
         if param.requires_grad:
             self._handles.append(param.register_post_accumulate_grad_hook(self._make_hook(state)))
         return state
+
+    def _see_grad(self, state: _ParamState, grad: torch.Tensor) -> None:
+        """Remember the tensor now in .grad (and forget the address of the previous one)."""
+        if self._grad_ptrs.get(state.grad_ptr) is state:
+            del self._grad_ptrs[state.grad_ptr]
+        state.grad_ref = weakref.ref(grad)
+        state.grad_ptr = grad.data_ptr()
+        self._grad_ptrs[state.grad_ptr] = state
 
     def _make_hook(self, state: _ParamState) -> Callable[[torch.Tensor], None]:
         def after_accumulate(param: torch.Tensor) -> None:
@@ -143,8 +152,7 @@ class GradTracker:
                 if ref is None or ref() is not grad:
                     # .grad was None (cleared) or replaced since we last saw it.
                     state.count = 0
-                    state.grad_ref = weakref.ref(grad)
-                    self._grad_ptrs[grad.data_ptr()] = state
+                    self._see_grad(state, grad)
                 backward_id = self.backward_count
                 if state.count == 0:
                     state.first = backward_id
@@ -180,7 +188,10 @@ class GradTracker:
     def on_tensor_zeroed(self, tensor: torch.Tensor) -> None:
         if not self._grad_ptrs:
             return
-        state = self._grad_ptrs.get(tensor.data_ptr())
+        try:
+            state = self._grad_ptrs.get(tensor.data_ptr())
+        except RuntimeError:  # tensors without storage (meta, fake, sparse)
+            return
         if state is None:
             return
         param = state.param_ref()
@@ -215,7 +226,7 @@ class GradTracker:
                     param_state.clear(None)  # `p.grad = None` somewhere
             elif param_state.grad_ref is None or param_state.grad_ref() is not grad:
                 # Assigned by the user (`p.grad = tensor`): its history is unknown, count it fresh.
-                param_state.grad_ref = weakref.ref(grad)
+                self._see_grad(param_state, grad)
                 param_state.first, param_state.count = self.backward_count, 1
             if param_state.last > newest_touch:
                 newest_touch = param_state.last
@@ -231,6 +242,7 @@ class GradTracker:
                 clear_sites[param_state.clear_site] += 1
         site = user_site()
         state.step_sites[site] += 1
+        state.last_site = site
         if state.evaluated:
             self._check_step(state, site, marker, consumed_params, stale_params, stale_passes, passes,
                              newest_touch, clear_sites)

@@ -18,9 +18,10 @@ import torch
 from looplint.runtime.sites import Site, user_site
 
 _CHUNK = 256  # tensors stacked together so a long run keeps few small device tensors
-# Gradients are checked at the first steps, then every GRAD_CHECK_EVERY steps: a pass over all
-# gradients costs about as much as a small model's optimizer step, and a non-finite gradient
-# that was applied leaves non-finite weights, which the next step's check (and loss) shows.
+# Gradients and weights are checked after the first steps, then every GRAD_CHECK_EVERY steps: a
+# pass over them costs about as much as a small model's optimizer step, and a non-finite gradient
+# that was applied leaves non-finite weights, which the next check shows.
+_MAX_OPTIMIZERS = 64
 GRAD_CHECK_FIRST = 10
 GRAD_CHECK_EVERY = 10
 
@@ -67,8 +68,8 @@ class Health:
         self.losses = _LazySeries()  # keyed by backward id
         # (first backward id, site) each time the backward call site changes.
         self._loss_sites: list[tuple[int, Site | None]] = []
-        self.grad_sums = _LazySeries()  # keyed by global step number
-        self.step_sites: dict[int, tuple[Site | None, str]] = {}
+        self.grad_sums = _LazySeries()  # keyed by step number * _MAX_OPTIMIZERS + optimizer index
+        self.optimizer_sites: list[tuple[Site | None, str]] = []  # (step site, label) per index
         self.syncs_per_step: list[int] = []
         self.sync_sites: Counter[Site | None] = Counter()
         self._syncs_this_step = 0
@@ -85,25 +86,38 @@ class Health:
             self._loss_sites.append((backward_id, site))
 
     def on_step(self, optimizer: torch.optim.Optimizer, step: int, site: Site | None, label: str) -> None:
+        """After an optimizer step: close the step's sync count, sometimes check its gradients."""
         if self.sync_counting:
             self.syncs_per_step.append(self._syncs_this_step)
             self._syncs_this_step = 0
         if step > GRAD_CHECK_FIRST and step % GRAD_CHECK_EVERY:
             return
-        grads = [
-            p.grad
-            for group in optimizer.param_groups
-            for p in group["params"]
-            if p.grad is not None and not p.grad.is_sparse
-        ]
-        if grads:
+        tensors = []
+        for group in optimizer.param_groups:
+            for param in group["params"]:
+                # The weights too: a non-finite gradient applied between two checks leaves them
+                # non-finite even when later gradients are finite again.
+                tensors.append(param.detach())
+                if param.grad is not None and not param.grad.is_sparse:
+                    tensors.append(param.grad)
+        if tensors:
             try:
-                # inf and nan survive a sum; finite gradients overflow it only near 3e38.
-                total = torch.stack([g.sum(dtype=torch.float32) for g in grads]).sum()
-                self.grad_sums.add(total, step)
-                self.step_sites[step] = (site, label)
-            except RuntimeError:
-                pass  # mixed devices or dtypes: skip this step's gradient check
+                # inf and nan survive a sum; finite values overflow it only near 3e38.
+                total = torch.stack([t.sum(dtype=torch.float32) for t in tensors]).sum()
+                entry = (site, label)
+                if entry not in self.optimizer_sites:
+                    if len(self.optimizer_sites) >= _MAX_OPTIMIZERS:
+                        return
+                    self.optimizer_sites.append(entry)
+                self.grad_sums.add(total, step * _MAX_OPTIMIZERS + self.optimizer_sites.index(entry))
+            except (RuntimeError, TypeError):
+                pass  # mixed devices or unusual dtypes: skip this step's gradient check
+
+    def step_of(self, key: int) -> tuple[int, Site | None, str]:
+        """(step, step site, optimizer label) of a `grad_sums` key."""
+        step, index = divmod(key, _MAX_OPTIMIZERS)
+        site, label = self.optimizer_sites[index]
+        return step, site, label
 
     def on_sync_warning(self) -> None:
         self._syncs_this_step += 1
@@ -129,8 +143,14 @@ class SyncCounter:
         self._original_showwarning: Any = None
         self._filter: tuple | None = None
 
+    @property
+    def started(self) -> bool:
+        return self._previous_mode is not None
+
     def start(self) -> bool:
-        if not torch.cuda.is_available():
+        """Start counting once the script itself has initialized CUDA (never initialize it here:
+        that would create a context on the default GPU of every rank)."""
+        if self._previous_mode is not None or not torch.cuda.is_initialized():
             return False
         self._previous_mode = torch.cuda.get_sync_debug_mode()
         warnings.filterwarnings("always", message=".*" + self._MESSAGE, category=UserWarning)

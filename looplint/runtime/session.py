@@ -248,8 +248,9 @@ class Session:
         try:
             state: OptimizerState = self.grads.on_step_post(optimizer)
             if self.health_checks:
-                site = next(iter(state.step_sites)) if state.step_sites else None
-                self.health.on_step(optimizer, self.grads.total_steps, site, state.label)
+                self.health.on_step(optimizer, self.grads.total_steps, state.last_site, state.label)
+                if not self.syncs.started:
+                    self.syncs.start()
         except Exception as error:  # noqa: BLE001
             self._internal_error(error)
         self._notify("on_optimizer_step", optimizer)
@@ -268,7 +269,7 @@ class Session:
                                steps_affected=problem.occurrences)
                 message = problem.message
                 if problem.occurrences > 1:
-                    message += f" (first at step {problem.first_step}, {problem.occurrences} steps)"
+                    message += f" (first at step {problem.first_step}; {problem.occurrences} steps affected)"
                 problems.append((problem.code, problem.site, message, problem.related, details))
             if self.health_checks:
                 problems.extend(self._health_problems())
@@ -302,18 +303,19 @@ class Session:
             (item for item in self.health.losses.non_finite() if self.grads.was_consumed(item[0])), None
         )
         bad_grad = next(self.health.grad_sums.non_finite(), None)
+        if bad_grad is not None:
+            bad_grad = (self.health.step_of(bad_grad[0]), bad_grad[1])
         loss_step = self._steps_before(bad_loss[0]) + 1 if bad_loss is not None else None
-        if bad_grad is not None and (loss_step is None or bad_grad[0] < loss_step):
-            step, value = bad_grad
-            site, label = self.health.step_sites.get(step, (None, "optimizer"))
+        if bad_grad is not None and (loss_step is None or bad_grad[0][0] < loss_step):
+            (step, site, label), value = bad_grad
             later = f"; the loss followed at step {loss_step}" if loss_step else ""
             when = f"at optimizer step {step}" if step <= GRAD_CHECK_FIRST else (
-                f"by optimizer step {step} (gradients are checked every {GRAD_CHECK_EVERY} steps)"
+                f"by optimizer step {step} (checked every {GRAD_CHECK_EVERY} steps)"
             )
             problems.append((
                 "LL503", site,
-                f"gradients are not finite (inf or nan) {when} and `{label}.step()` applied "
-                f"them, so the parameters are non-finite from then on{later}",
+                f"gradients or weights are not finite (inf or nan) {when} after `{label}.step()`: "
+                f"the weights it updated stay non-finite from then on{later}",
                 [], {"step": step, "value": str(value)},
             ))
         elif bad_loss is not None:
