@@ -137,9 +137,7 @@ def test_non_finite_loss_stops_the_test():
     model = nn.Linear(4, 1)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     # A huge diverge_factor leaves only the non-finite check to stop it.
-    result = lr_find(
-        model, optimizer, nn.MSELoss(), loader, max_lr=1e8, steps=200, diverge_factor=1e300
-    )
+    result = lr_find(model, optimizer, nn.MSELoss(), loader, max_lr=1e8, steps=200, diverge_factor=1e300)
     assert result.stop_reason == "non-finite"
     assert not math.isfinite(result.raw_losses[-1])
     assert len(result.lrs) < 200
@@ -185,9 +183,7 @@ def test_top_level_alias_and_multi_input_batches():
     target = left.sum(1, keepdim=True) - right.sum(1, keepdim=True)
     loader = DataLoader(TensorDataset(left, right, target), batch_size=32)
     model = TwoInputs()
-    result = looplint.lr_find(
-        model, torch.optim.Adam(model.parameters()), nn.MSELoss(), loader, steps=60
-    )
+    result = looplint.lr_find(model, torch.optim.Adam(model.parameters()), nn.MSELoss(), loader, steps=60)
     assert isinstance(result, LRFindResult)
     assert result.suggested_lr[0] is not None
 
@@ -270,3 +266,26 @@ def test_smoothing_is_bias_corrected_and_the_backward_pass_removes_lag():
     assert one_way[33] > 0.4
     # ...the two-way one is symmetric around the drop.
     assert two_way[29] == pytest.approx(1 - two_way[30], abs=0.05)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_lr_find_on_cuda_moves_batches_and_restores_state():
+    loader, _, _ = regression()  # CPU batches: moved to the model's device
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Linear(8, 1)).cuda()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    before = _snapshot(model, optimizer)
+    result = lr_find(model, optimizer, nn.MSELoss(), loader, steps=50)
+    assert len(result.lrs) > 10 and result.suggested_lr[0] is not None
+    _assert_same(before, _snapshot(model, optimizer))
+
+
+def test_one_shot_iterator_ends_the_test_early():
+    loader, _, _ = regression()
+    batches = iter(list(loader) * 3)  # 24 batches, cannot restart
+    model = nn.Linear(4, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    result = lr_find(model, optimizer, nn.MSELoss(), batches, steps=100)
+    assert result.stop_reason == "data-ended"
+    assert len(result.lrs) == 23  # 24 batches: 23 updates followed by a measured loss
+    assert "ran out after 24 batches" in result.stop_detail

@@ -310,3 +310,28 @@ def test_ll506_silent_when_a_grad_scaler_grows_its_scale():
         monitor.on_optimizer_step(optimizer)
     assert scaler.get_scale() > 2.0**20
     assert monitor.finish() == []
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_monitor_adds_no_host_device_sync_on_cuda():
+    model = nn.Linear(8, 1).cuda()
+    optimizer = optim.SGD(model.parameters(), lr=0.05)
+    scheduler = optim.lr_scheduler.StepLR(optimizer, step_size=100)
+    monitor = LRMonitor()
+    monitor.on_scheduler_created(scheduler)
+    x, y = (t.cuda() for t in _data())
+    for _ in range(1100):  # past one compaction of the kept losses
+        loss = nn.functional.mse_loss(model(x[:32]), y[:32])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        torch.cuda.set_sync_debug_mode("error")  # any synchronizing call raises
+        try:
+            monitor.on_backward(loss)
+            monitor.on_optimizer_step(optimizer)
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+    assert monitor.finish() == []
+    assert monitor.summary()["optimizers"][0]["groups"][0]["changes"] == 11

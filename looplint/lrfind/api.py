@@ -35,7 +35,8 @@ def lr_find(
     Batches are `(inputs..., target)` tuples: the loss is `criterion(model(*inputs), target)`;
     tensors are moved to `device` (default: the device of the model's first parameter).
     `smoothing` is the moving-average factor (beta) of the smoothed loss. The loader is
-    iterated again from the start when it runs out.
+    iterated again from the start when it runs out; a one-shot iterator that cannot restart
+    ends the test early (stop_reason "data-ended").
     """
     check_range(min_lr, max_lr, steps, diverge_factor)
     if not 0 <= smoothing < 1:
@@ -53,7 +54,12 @@ def lr_find(
         model.train()
         batches = _endless(loader)
         for step in range(steps + 1):
-            loss = _batch_loss(model, criterion, next(batches), device)
+            batch = next(batches, None)
+            if batch is None:
+                stop_reason = "data-ended"
+                stop_detail = f"the loader ran out after {step} batches and could not be restarted"
+                break
+            loss = _batch_loss(model, criterion, batch, device)
             if step > 0:
                 message = tracker.add(float(loss.detach()))
                 if message is not None:
@@ -105,13 +111,17 @@ class _Snapshot:
 
 
 def _endless(loader: Iterable[Any]) -> Iterator[Any]:
+    """The loader's batches, starting over when it runs out, until a pass yields nothing."""
+    seen = 0
     while True:
-        empty = True
+        start = seen
         for batch in loader:
-            empty = False
+            seen += 1
             yield batch
-        if empty:
-            raise ValueError("the loader yielded no batches")
+        if seen == start:
+            if seen == 0:
+                raise ValueError("the loader yielded no batches")
+            return
 
 
 def _batch_loss(model: Any, criterion: Callable[..., Any], batch: Any, device: Any) -> Any:

@@ -33,7 +33,9 @@ class LRFindResult:
     raw_losses: list[float]
     losses: list[float]
     groups: list[GroupResult]
-    stop_reason: str  # "diverged", "non-finite", "steps" or "data-ended"
+    # "diverged", "non-finite", "steps" or "data-ended"; script mode adds "script-ended",
+    # "script-error", "interrupted" and "no-loss".
+    stop_reason: str
     stop_detail: str  # the stop reason in words
     reason: str  # why this suggestion (or why none)
     suggested_index: int | None = None
