@@ -219,7 +219,8 @@ def describe(summary: dict[str, Any]) -> str:
         state = "closed" if writer["closed"] else "OPEN"
         lines.append(
             f"  SummaryWriter {writer['log_dir']}: {writer['events']} writes, "
-            f"{writer['event_files']} event files, {state} at the end"
+            f"{writer['event_files']} event file{'s' if writer['event_files'] != 1 else ''}, "
+            f"{state} at the end"
         )
     if summary.get("syncs_per_step"):
         lines.append(f"  host-device syncs in the last steps: {summary['syncs_per_step'][-10:]}")

@@ -204,7 +204,9 @@ class GradTracker:
         state.used_closure = state.used_closure or bool(kwargs.get("closure") or len(args) > 1)
 
     def on_step_post(self, optimizer: torch.optim.Optimizer) -> OptimizerState:
-        state = self.track_optimizer(optimizer, None)
+        state = self.optimizers.get(id(optimizer))
+        if state is None or self._optimizer_refs.get(id(optimizer)) is not optimizer:
+            state = self.track_optimizer(optimizer, None)  # the pre hook already did this
         state.steps += 1
         self.total_steps += 1
         self.step_marks.append(self.backward_count)
