@@ -149,14 +149,16 @@ def _lint_command(argv: list[str]) -> int:
     stdin_name = args.stdin_filename or "<stdin>"
     files = [path for path in args.paths if path != STDIN]
 
-    fixing = args.fix or args.diff or args.unsafe_fixes
-    if fixing:
-        status = _fix(files, stdin_data, stdin_name, args, config)
+    # --fix writes files (or prints fixed stdin); --diff only shows; both go before reporting.
+    fix_in_place = (args.fix or args.unsafe_fixes) and not args.diff
+    if args.diff or fix_in_place:
+        status, fixed_stdin = _fix(files, stdin_data, stdin_name, args, config)
         if status is not None:
             return status
+        stdin_data = fixed_stdin
 
     result = engine.lint_paths(files, config, jobs=args.jobs, use_cache=not args.no_cache)
-    if stdin_data is not None and not (fixing and not args.diff):
+    if stdin_data is not None:
         try:
             result.findings = sorted(
                 engine.lint_bytes(stdin_data, stdin_name, config) + result.findings,
@@ -168,7 +170,8 @@ def _lint_command(argv: list[str]) -> int:
 
     for message in result.errors:
         _error(message)
-    out = sys.stderr if (fixing and stdin_data is not None) else sys.stdout
+    # Fixed stdin went to stdout: the report must not mix into it.
+    out = sys.stderr if (fix_in_place and STDIN in args.paths) else sys.stdout
     out.write(render(result.findings, args.format, statistics=args.statistics))
     if args.format == "text" and not args.quiet:
         out.write(_summary(result.findings, result.files))
@@ -199,30 +202,32 @@ def _fix(
     stdin_name: str,
     args: argparse.Namespace,
     config: Config,
-) -> int | None:
-    """Apply (or with --diff show) fixes. Returns an exit status when the run ends here."""
+) -> tuple[int | None, bytes | None]:
+    """Apply fixes in place, or with --diff print them. Returns the exit status when the run
+    ends here (--diff, or no fixer), and the fixed stdin content (already written to stdout)."""
     try:
         from looplint.fixer import fix_bytes, write_atomic
     except ImportError:
         _error("fixes are not available in this installation (looplint.fixer is missing)")
-        return EXIT_ERROR
+        return EXIT_ERROR, None
     from looplint import engine
     from looplint.files import discover
 
     discovery = discover(files, config, notebooks=engine.notebooks_supported())
-    for message in discovery.errors:
-        _error(message)
+    # When fixing in place, the lint run that follows reports unreadable paths.
+    errors = list(discovery.errors)
     targets: list[tuple[str, bytes | None]] = [(path, None) for path in discovery.files]
     if stdin_data is not None:
         targets.append((stdin_name, stdin_data))
 
     fixed = changed = 0
+    fixed_stdin = stdin_data
     for path, data in targets:
         from_stdin = data is not None
         try:
             original = data if data is not None else engine.read_bytes(path)
         except engine.FileError as error:
-            _error(str(error))
+            errors.append(str(error))
             continue
         outcome = fix_bytes(
             original,
@@ -230,9 +235,11 @@ def _fix(
             unsafe=args.unsafe_fixes,
             is_enabled=lambda code, path=path: config.is_enabled(code, path),
         )
-        if from_stdin and not args.diff:
-            sys.stdout.buffer.write(outcome.new_data)
-            sys.stdout.flush()
+        if from_stdin:
+            fixed_stdin = outcome.new_data
+            if not args.diff:
+                sys.stdout.buffer.write(outcome.new_data)
+                sys.stdout.flush()
         if outcome.new_data == original:
             continue
         changed += 1
@@ -244,12 +251,15 @@ def _fix(
 
     if not args.quiet:
         verb = "Would fix" if args.diff else "Fixed"
-        print(f"{verb} {fixed} problem{'s' if fixed != 1 else ''} in {changed} file(s).", file=sys.stderr)
-    if args.diff:
-        if discovery.errors:
-            return EXIT_ERROR
-        return EXIT_FINDINGS if changed and not args.exit_zero else EXIT_CLEAN
-    return None
+        plural = "s" if fixed != 1 else ""
+        print(f"{verb} {fixed} problem{plural} in {changed} file(s).", file=sys.stderr)
+    if not args.diff:
+        return None, fixed_stdin
+    for message in sorted(errors):
+        _error(message)
+    if errors:
+        return EXIT_ERROR, None
+    return (EXIT_FINDINGS if changed and not args.exit_zero else EXIT_CLEAN), None
 
 
 def _diff(path: str, before: bytes, after: bytes) -> str:

@@ -315,3 +315,22 @@ def test_explicit_config_file_is_used(project, capsys):
     assert main(["a.py"]) == 1
     capsys.readouterr()
     assert main(["--config", os.path.join("ci", "strict.toml"), "a.py"]) == 0
+
+
+def test_fix_on_stdin_reports_what_remains_on_stderr(project, capsys, monkeypatch):
+    import io
+
+    source = MISSING_ZERO_GRAD + BROKEN
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(source.encode())))
+    assert main(["--fix", "-"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == source  # nothing is fixed in a file that does not parse
+    assert "<stdin>:6:5: LL000 syntax error" in captured.err
+
+
+def test_fix_reports_an_unreadable_path_once(project, capsys):
+    write(project / "train.py", MISSING_ZERO_GRAD)
+    assert main(["--fix", "train.py", "missing.py"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.count("missing.py: No such file or directory") == 1
+    assert "optimizer.zero_grad()" in (project / "train.py").read_text()
