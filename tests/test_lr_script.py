@@ -191,3 +191,14 @@ def test_through_looplint_run(script, tmp_path, capsys):
     assert code == 0
     assert len(report["groups"]) == 2 and report["suggested_index"] is not None
     assert (out / "lr_find.png").exists()
+
+
+def test_script_that_ends_before_the_test(tmp_path, capsys):
+    source = TRAIN.replace("range(100)", "range(2)")  # 32 optimizer steps in all
+    log_path = repr(str(tmp_path / "used.json"))
+    code = _run(tmp_path, source.replace("sys.argv[1]", log_path), steps=100, fmt="json")
+    report = json.loads(capsys.readouterr().out)["lr_find"]
+    assert report["stop_reason"] == "script-ended"
+    assert "ended after 32 optimizer steps, before the 100 steps" in report["stop_detail"]
+    assert len(report["lrs"]) == 31  # the loss after the last step was never measured
+    assert code == (0 if report["suggested_index"] is not None else 1)

@@ -183,6 +183,11 @@ def _run(script: str, script_args: list[str], test: _ScriptRangeTest, *, quiet: 
         handle.remove()
         sys.argv, sys.path[:] = saved_argv, saved_path
     if test.stop_reason == "script-ended":
+        steps_run = test.optimizers[0].steps if test.optimizers else 0
+        test.stop_detail = (
+            f"the script ended after {steps_run} optimizer steps, before the {len(test.schedule)} "
+            "steps of the test (give it more epochs or pass fewer --steps)"
+        )
         try:
             test.finish_pending()
         except _StopRangeTest:
