@@ -168,7 +168,8 @@ def build_corpus(directory: Path, files: int, seed: int = 0) -> list[Path]:
         package = directory / f"pkg{index % 20:02d}"
         package.mkdir(parents=True, exist_ok=True)
         if index % 3 == 0:
-            loop = RENAMABLE.sub(lambda m: f"{m.group(1)}_{index}", rng.choice(loops))
+            suffix = f"_{index}"
+            loop = RENAMABLE.sub(lambda m, s=suffix: m.group(1) + s, rng.choice(loops))
             text = MODEL_CODE.replace("{n}", str(index)) + "\n\n" + loop
             path = package / f"train_{index}.py"
         else:
@@ -213,8 +214,8 @@ def parse_all(paths: list[Path]) -> None:
         if isinstance(source, str):
             try:
                 libcst.parse_module(source)
-            except Exception:  # a file libcst refuses costs what it cost
-                pass
+            except (libcst.ParserSyntaxError, RecursionError):
+                continue  # a file libcst refuses costs what the refusal cost
 
 
 def lint_cold(paths: list[Path], config: Config) -> None:

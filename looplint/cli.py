@@ -65,12 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     output = parser.add_argument_group("output")
     output.add_argument("--format", choices=FORMATS, default="text", help="report format")
     output.add_argument("--statistics", action="store_true", help="count findings per rule")
-    output.add_argument(
-        "-q", "--quiet", action="store_true", help="print findings only, no summary"
-    )
-    output.add_argument(
-        "--exit-zero", action="store_true", help="exit 0 even when there are findings"
-    )
+    output.add_argument("-q", "--quiet", action="store_true", help="print findings only, no summary")
+    output.add_argument("--exit-zero", action="store_true", help="exit 0 even when there are findings")
     fixing = parser.add_argument_group("fixes")
     fixing.add_argument("--fix", action="store_true", help="apply safe fixes in place")
     fixing.add_argument(
@@ -80,12 +76,8 @@ def _parser() -> argparse.ArgumentParser:
     run = parser.add_argument_group("run")
     run.add_argument("--config", metavar="PATH", help="pyproject.toml to read [tool.looplint] from")
     run.add_argument("--no-cache", action="store_true", help="do not read or write .looplint_cache")
-    run.add_argument(
-        "-j", "--jobs", type=_positive_int, metavar="N", help="worker processes (default: CPUs)"
-    )
-    run.add_argument(
-        "--stdin-filename", metavar="NAME", help="name for '-' in reports and per-file-ignores"
-    )
+    run.add_argument("-j", "--jobs", type=_positive_int, metavar="N", help="worker processes (default: CPUs)")
+    run.add_argument("--stdin-filename", metavar="NAME", help="name for '-' in reports and per-file-ignores")
     parser.add_argument("--version", action="version", version=f"looplint {looplint.__version__}")
     return parser
 
@@ -270,11 +262,10 @@ def _diff(path: str, before: bytes, after: bytes) -> str:
 
 
 def _rule_command(argv: list[str]) -> int:
-    from looplint.catalog import RULES, render as render_rule
+    from looplint.catalog import RULES
+    from looplint.catalog import render as render_rule
 
-    parser = argparse.ArgumentParser(
-        prog="looplint rule", description="Explain a rule, or list them all."
-    )
+    parser = argparse.ArgumentParser(prog="looplint rule", description="Explain a rule, or list them all.")
     parser.add_argument("code", nargs="?", help="rule code such as LL101")
     parsed = _parse(parser, argv)
     if isinstance(parsed, int):
@@ -299,4 +290,3 @@ def _run_command(argv: list[str]) -> int:
         _error(f"'looplint run' needs the runtime extra (pip install 'looplint[runtime]'): {error}")
         return EXIT_ERROR
     return run_main(argv)
-

@@ -115,9 +115,7 @@ class Config:
         selected = _longest_match(code, self.select + self.extend_select)
         return selected > ignored
 
-    def is_excluded(
-        self, path: str | Path, *, explicit: bool = False, is_dir: bool | None = None
-    ) -> bool:
+    def is_excluded(self, path: str | Path, *, explicit: bool = False, is_dir: bool | None = None) -> bool:
         """Whether `path` is left out. Paths named on the command line (`explicit`) are only
         left out by the user's own patterns, not by the built-in list of build directories."""
         spec = self._user_exclude_spec if explicit else self._exclude_spec
@@ -248,9 +246,7 @@ def _from_table(pyproject: Path, table: dict[str, Any]) -> Config:
     where = f"{pyproject}: [tool.looplint]"
     unknown = sorted(set(table) - _KEYS)
     if unknown:
-        raise ConfigError(
-            f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(_KEYS))})"
-        )
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(_KEYS))})")
 
     def string_list(key: str) -> list[str] | None:
         value = table.get(key)

@@ -148,9 +148,7 @@ def lint_bytes(data: bytes, path: str, config: Config | None = None) -> list[Fin
             f"{path}: internal error while analyzing ({type(error).__name__}: {error}); "
             "please report it with this file"
         ) from error
-    return sorted(
-        (finding for finding in findings if config.is_enabled(finding.code, path)), key=sort_key
-    )
+    return sorted((finding for finding in findings if config.is_enabled(finding.code, path)), key=sort_key)
 
 
 def _lint_notebook(data: bytes, path: str) -> list[Finding]:
@@ -167,10 +165,7 @@ def _lint_notebook(data: bytes, path: str) -> list[Finding]:
     except NotebookError as error:
         return [_syntax_error(path, 1, 1, f"invalid notebook: {error}")]
     source = notebook.source
-    return [
-        notebook.locate_finding(finding)
-        for finding in filter_noqa(analyze_text(source, path), source)
-    ]
+    return [notebook.locate_finding(finding) for finding in filter_noqa(analyze_text(source, path), source)]
 
 
 def read_bytes(path: str) -> bytes:
@@ -252,9 +247,7 @@ def lint_paths(
     return result
 
 
-def _run(
-    paths: list[str], config: Config, use_cache: bool, jobs: int, result: LintResult
-) -> list[_Outcome]:
+def _run(paths: list[str], config: Config, use_cache: bool, jobs: int, result: LintResult) -> list[_Outcome]:
     if jobs <= 1 or len(paths) < MIN_FILES_FOR_POOL:
         return _lint_batch(paths, config, use_cache)
     # Contiguous batches keep the inter-process traffic small; several per worker balance load.

@@ -90,7 +90,8 @@ def _uri(path: str) -> str:
 
 def sarif(findings: list[Finding]) -> dict[str, Any]:
     """A SARIF 2.1.0 log with one run: every known rule, and one result per finding."""
-    from looplint.catalog import RULES, render as render_rule
+    from looplint.catalog import RULES
+    from looplint.catalog import render as render_rule
 
     rules: list[dict[str, Any]] = []
     index: dict[str, int] = {}
@@ -112,9 +113,7 @@ def sarif(findings: list[Finding]) -> dict[str, Any]:
         if finding.end_line:
             region["endLine"] = finding.end_line
             region["endColumn"] = finding.end_column
-        location = {
-            "physicalLocation": {"artifactLocation": {"uri": _uri(finding.path)}, "region": region}
-        }
+        location = {"physicalLocation": {"artifactLocation": {"uri": _uri(finding.path)}, "region": region}}
         result: dict[str, Any] = {
             "ruleId": finding.code,
             "ruleIndex": index[finding.code],
@@ -161,7 +160,5 @@ def _sarif_fix(finding: Finding) -> dict[str, Any]:
     return {
         "description": {"text": finding.fix.message},
         "properties": {"safe": finding.fix.safe},
-        "artifactChanges": [
-            {"artifactLocation": {"uri": _uri(finding.path)}, "replacements": replacements}
-        ],
+        "artifactChanges": [{"artifactLocation": {"uri": _uri(finding.path)}, "replacements": replacements}],
     }

@@ -40,6 +40,7 @@ def run_cli(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.Compl
     """`python -m looplint ARGS` in a fresh interpreter, as a user or CI would run it."""
     return subprocess.run(
         [sys.executable, "-m", "looplint", *args],
+        check=False,
         cwd=cwd,
         input=stdin,
         capture_output=True,
@@ -91,9 +92,7 @@ def test_json_output_parses_back_with_the_documented_keys(tmp_path):
     data = json.loads(proc.stdout)
     assert [(item["path"], item["code"]) for item in data] == [("a.py", "LL101"), ("b.py", "LL000")]
     for item in data:
-        assert {"code", "message", "path", "line", "column", "end_line", "end_column", "fix"} <= set(
-            item
-        )
+        assert {"code", "message", "path", "line", "column", "end_line", "end_column", "fix"} <= set(item)
     assert data[0]["fix"]["safe"] is True and data[0]["fix"]["edits"]
     assert data[1]["fix"] is None
 
@@ -103,9 +102,7 @@ def test_stdin_uses_stdin_filename_for_reports_and_config(tmp_path):
     proc = run_cli("-", "--stdin-filename", "src/train.py", cwd=tmp_path, stdin=MISSING_ZERO_GRAD)
     assert proc.returncode == 1
     assert proc.stdout.startswith("src/train.py:5:9: LL101 ")
-    proc = run_cli(
-        "-", "--stdin-filename", "legacy/train.py", cwd=tmp_path, stdin=MISSING_ZERO_GRAD
-    )
+    proc = run_cli("-", "--stdin-filename", "legacy/train.py", cwd=tmp_path, stdin=MISSING_ZERO_GRAD)
     assert proc.returncode == 0, proc.stdout
 
 
@@ -120,7 +117,9 @@ def test_importing_the_cli_loads_neither_torch_nor_pytest_nor_libcst(tmp_path):
         "import sys, looplint.cli\n"
         "print(sorted(m for m in ('torch', 'pytest', 'libcst') if m in sys.modules))"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=tmp_path
+    )
     assert proc.stdout.strip() == "[]", proc.stderr
 
 

@@ -114,13 +114,11 @@ def test_github_annotations_escape_their_properties_and_message():
         "title=LL101 missing-zero-grad::gradients never cleared"
     )
     assert lines[2] == (
-        "::error file=nb/train.ipynb,line=3,col=1,title=LL301 writer-close-in-loop"
-        "::cell 4: close in loop"
+        "::error file=nb/train.ipynb,line=3,col=1,title=LL301 writer-close-in-loop::cell 4: close in loop"
     )
     odd = Finding("a,b:c.py", 1, 1, "LL000", "100% wrong\nsecond line")
     assert render([odd], "github") == (
-        "::error file=a%2Cb%3Ac.py,line=1,col=1,title=LL000 syntax-error"
-        "::100%25 wrong%0Asecond line\n"
+        "::error file=a%2Cb%3Ac.py,line=1,col=1,title=LL000 syntax-error::100%25 wrong%0Asecond line\n"
     )
 
 
