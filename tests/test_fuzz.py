@@ -11,12 +11,16 @@ import sys
 import textwrap
 
 import hypothesmith
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from looplint.engine import lint_bytes
 from looplint.findings import Finding
 from looplint.static import analyze_source
+
+# hypothesmith compiles what it generates; its SyntaxWarnings are not about looplint.
+pytestmark = pytest.mark.filterwarnings("ignore::SyntaxWarning")
 
 FUZZ = settings(
     max_examples=int(os.environ.get("LOOPLINT_FUZZ_EXAMPLES", "30")),
@@ -81,7 +85,5 @@ def test_arbitrary_bytes(data):
 
 
 if __name__ == "__main__":
-    import pytest
-
     os.environ["LOOPLINT_FUZZ_EXAMPLES"] = sys.argv[1] if len(sys.argv) > 1 else "1000"
     sys.exit(pytest.main([__file__, "-q", "-p", "no:cacheprovider"]))
