@@ -5,7 +5,7 @@ weights for the same budget with (a) our suggestion, (b) the classic steepest-sl
 to the same recorded curve, and (c) each of 10 log-spaced grid LRs. A suggestion's rank is
 1 + the number of grid LRs whose final validation loss is lower. Goal: rank <= 2 everywhere.
 
-Run:  python benchmarks/bench_lr_find.py [--seeds 3] [--tasks mlp,cnn,text]
+Run:  python benchmarks/bench_lr_find.py [--seeds 3] [--tasks mlp,cnn,text] [--steps 100]
 """
 
 from __future__ import annotations
@@ -162,6 +162,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--tasks", default=",".join(TASKS))
+    parser.add_argument("--steps", type=int, default=100, help="range test steps (default 100)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     started = time.perf_counter()
@@ -185,7 +186,7 @@ def main() -> None:
                 generator=torch.Generator().manual_seed(seed),
             )
             optimizer = task.make_optimizer(list(model.parameters()), 1e-3)
-            result = lr_find(model, optimizer, nn.CrossEntropyLoss(), loader)
+            result = lr_find(model, optimizer, nn.CrossEntropyLoss(), loader, steps=args.steps)
             ours = result.suggested_lr[0]
             classic = steepest_by_index(result.lrs, result.raw_losses, 0.9)
             grid_values = [train(task, init, lr, seed) for lr in GRID]

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import looplint
 from looplint.lrfind import LRFindResult, lr_find
-from looplint.lrfind.curve import exponential_lrs, smooth, suggest, zero_phase_smooth
+from looplint.lrfind.curve import exponential_lrs, ramp_factor, smooth, suggest, zero_phase_smooth
 
 
 @pytest.fixture(autouse=True)
@@ -289,3 +289,20 @@ def test_one_shot_iterator_ends_the_test_early():
     assert result.stop_reason == "data-ended"
     assert len(result.lrs) == 23  # 24 batches: 23 updates followed by a measured loss
     assert "ran out after 24 batches" in result.stop_detail
+
+
+def test_suggestion_does_not_depend_on_the_ramp_speed():
+    # Without the ramp correction, 50 and 200 steps give suggestions 4x apart on this task.
+    x, y = regression()[1:]
+    suggestions = []
+    for steps in (50, 100, 200):
+        loader = DataLoader(
+            TensorDataset(x, y), batch_size=128, shuffle=True, generator=torch.Generator().manual_seed(0)
+        )
+        model = nn.Linear(4, 1, bias=False)
+        result = lr_find(
+            model, torch.optim.SGD(model.parameters(), lr=0.01), nn.MSELoss(), loader, steps=steps
+        )
+        suggestions.append(result.suggested_lr[0])
+    assert max(suggestions) / min(suggestions) < 1.6, suggestions
+    assert ramp_factor(exponential_lrs(1e-7, 10, 100)[1] / 1e-7) == pytest.approx(1.0)

@@ -98,12 +98,14 @@ class LRFindResult:
             low, high = min(smoothed), max(smoothed[: max(1, len(smoothed) * 9 // 10)])
             margin = 0.1 * (high - low or abs(high) or 1.0)
             axes.set_ylim(low - margin, high + 3 * margin)
-        if self.suggested_index is not None:
-            lr = self.lrs[self.suggested_index]
+        suggested = [g.suggested_lr for g in self.groups if g.suggested_lr is not None]
+        if self.suggested_index is not None and suggested:
+            # The reference group (ratio 1) has the largest LR of all groups.
+            lr = max(suggested)
             axes.axvline(lr, color="C3", linestyle="--", linewidth=1.5)
             axes.plot(
                 [lr],
-                [self.losses[self.suggested_index]],
+                [_loss_at(lr, self.lrs, self.losses, self.suggested_index)],
                 "o",
                 color="C3",
                 label=f"suggested lr {lr:.2g}",
@@ -117,6 +119,16 @@ class LRFindResult:
         figure.tight_layout()
         figure.savefig(path, format="png")
         return path
+
+
+def _loss_at(lr: float, lrs: list[float], losses: list[float], near: int) -> float:
+    """The smoothed loss at `lr`, interpolated in log(lr) between the recorded points around it."""
+    low = near if lrs[near] <= lr or near == 0 else near - 1
+    high = min(low + 1, len(lrs) - 1)
+    if high == low or not math.isfinite(losses[high]):
+        return losses[near]
+    share = math.log(lr / lrs[low]) / math.log(lrs[high] / lrs[low])
+    return losses[low] + share * (losses[high] - losses[low])
 
 
 def _finite_or_none(value: float) -> float | None:
