@@ -1,8 +1,9 @@
-"""The pre-commit hooks, run for real with `pre-commit try-repo` against this repository.
+"""The pre-commit hooks, run for real by pre-commit against this repository.
 
 pre-commit installs looplint from a commit of this repository, so these tests exercise the last
-commit (HEAD), not uncommitted work. The first install builds a virtualenv (about a minute); it is
-shared by every test of the session through PRE_COMMIT_HOME.
+commit (HEAD), not uncommitted work. `try-repo` builds a fresh virtualenv on every call; the other
+tests use `pre-commit run` with a config naming this repository, whose virtualenv is built once and
+shared by the session through PRE_COMMIT_HOME.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def pre_commit_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def project(tmp_path: Path, pre_commit_home: Path, head: str, monkeypatch: pytest.MonkeyPatch):
-    """A fresh git repository; `project.hook(id, *args)` runs one of our hooks in it."""
+    """A fresh git repository in which to run our hooks."""
     monkeypatch.setenv("PRE_COMMIT_HOME", str(pre_commit_home))
     for variable in ("GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME"):
         monkeypatch.setenv(variable, "looplint tests")
@@ -71,9 +72,19 @@ class Project:
         subprocess.run(["git", "add", name], cwd=self.path, check=True)
         return file
 
-    def hook(self, hook_id: str, *args: str) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "pre_commit", "try-repo", str(ROOT), hook_id]
-        command += ["--ref", self.head, "--color", "never", *args]
+    def try_repo(self, hook_id: str, *args: str) -> subprocess.CompletedProcess[str]:
+        """`pre-commit try-repo`: what a user runs first (it installs looplint afresh each time)."""
+        return self._pre_commit("try-repo", str(ROOT), hook_id, "--ref", self.head, *args)
+
+    def run(self, hook_id: str, *args: str) -> subprocess.CompletedProcess[str]:
+        """`pre-commit run` with looplint in the project's config (installed once per session)."""
+        config = f"repos:\n-   repo: {ROOT}\n    rev: {self.head}\n    hooks:\n"
+        config += "".join(f"    -   id: {hook}\n" for hook in ("looplint", "looplint-fix"))
+        self.add(".pre-commit-config.yaml", config)
+        return self._pre_commit("run", hook_id, *args)
+
+    def _pre_commit(self, *args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "pre_commit", *args, "--color", "never"]
         return subprocess.run(
             command, cwd=self.path, capture_output=True, text=True, timeout=600, check=False
         )
@@ -81,31 +92,31 @@ class Project:
 
 def test_hook_fails_on_the_bug_and_passes_once_fixed(project: Project):
     train = project.add("train.py", BUGGY)
-    failed = project.hook("looplint", "--all-files")
+    failed = project.try_repo("looplint", "--all-files")
     assert failed.returncode == 1, failed.stdout + failed.stderr
     assert "looplint..." in failed.stdout and "Failed" in failed.stdout
     assert "train.py:8:5: LL101" in failed.stdout
 
     train.write_text(FIXED)
-    passed = project.hook("looplint", "--all-files")
+    passed = project.try_repo("looplint", "--all-files")
     assert passed.returncode == 0, passed.stdout + passed.stderr
     assert "Passed" in passed.stdout
 
 
 def test_fix_hook_rewrites_the_file_then_passes(project: Project):
     train = project.add("train.py", BUGGY)
-    fixing = project.hook("looplint-fix", "--all-files")
+    fixing = project.run("looplint-fix", "--all-files")
     # pre-commit fails a hook that changed files, so that the user reviews the change.
     assert fixing.returncode == 1, fixing.stdout + fixing.stderr
     assert "files were modified by this hook" in fixing.stdout
     assert train.read_text() == FIXED
-    again = project.hook("looplint-fix", "--all-files")
+    again = project.run("looplint-fix", "--all-files")
     assert again.returncode == 0, again.stdout + again.stderr
 
 
 def test_no_matching_files_skips_the_hook(project: Project):
     project.add("README.md", "# not Python\n")
-    result = project.hook("looplint", "--all-files")
+    result = project.run("looplint", "--all-files")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "(no files to check)Skipped" in result.stdout
 
@@ -118,7 +129,7 @@ def test_hundreds_of_files_and_a_notebook(project: Project):
     notebook = nbformat.v4.new_notebook()
     notebook.cells = [nbformat.v4.new_markdown_cell("# Train"), nbformat.v4.new_code_cell(BUGGY)]
     project.add("train.ipynb", nbformat.writes(notebook))
-    result = project.hook("looplint", "--all-files")
+    result = project.run("looplint", "--all-files")
     assert result.returncode == 1, result.stdout + result.stderr
     reported = sorted(line for line in result.stdout.splitlines() if ": LL" in line)
     assert [line.split(" LL101 ")[0] for line in reported] == [
