@@ -136,3 +136,12 @@ def test_statistics_count_per_code_most_frequent_first():
 def test_unknown_format_is_refused():
     with pytest.raises(ValueError, match="unknown format 'xml'"):
         render(FINDINGS, "xml")
+
+
+def test_sarif_validates_against_the_sarif_2_1_0_object_model():
+    # An independent implementation of the SARIF 2.1.0 object model (types, required fields).
+    sarif_model = pytest.importorskip("sarif_pydantic.sarif")
+    log = sarif_model.Sarif.model_validate(json.loads(render(FINDINGS, "sarif")))
+    [run] = log.runs
+    assert [result.rule_id for result in run.results] == [f.code for f in FINDINGS]
+    assert run.results[0].fixes[0].artifact_changes[0].replacements[0].deleted_region.char_offset == 10
