@@ -59,9 +59,11 @@ def _parser() -> argparse.ArgumentParser:
         "paths", nargs="*", metavar="PATH", help="files or directories (default: .); - reads stdin"
     )
     selection = parser.add_argument_group("rule selection (codes or prefixes, comma-separated)")
-    selection.add_argument("--select", action="append", help="only these rules (replaces config)")
-    selection.add_argument("--extend-select", action="append", help="these rules as well")
-    selection.add_argument("--ignore", action="append", help="not these rules")
+    selection.add_argument(
+        "--select", action="append", metavar="CODES", help="only these rules (replaces config)"
+    )
+    selection.add_argument("--extend-select", action="append", metavar="CODES", help="these rules as well")
+    selection.add_argument("--ignore", action="append", metavar="CODES", help="not these rules")
     output = parser.add_argument_group("output")
     output.add_argument("--format", choices=FORMATS, default="text", help="report format")
     output.add_argument("--statistics", action="store_true", help="count findings per rule")
