@@ -129,7 +129,8 @@ def _lint_command(argv: list[str]) -> int:
     if isinstance(parsed, int):
         return parsed
     args = parsed
-    args.paths = args.paths or ["."]
+    # Like other linters, a stdin name without paths means: read stdin.
+    args.paths = args.paths or ([STDIN] if args.stdin_filename else ["."])
     if args.statistics and args.format not in ("text", "json"):
         _error("--statistics works with --format text or json")
         return EXIT_ERROR

@@ -112,6 +112,12 @@ def test_stdin_without_a_name_is_reported_as_stdin(tmp_path):
     assert proc.stdout.startswith("<stdin>:1:5: LL000 syntax error")
 
 
+def test_stdin_filename_alone_reads_stdin(tmp_path):
+    proc = run_cli("--stdin-filename", "x.py", cwd=tmp_path, stdin=BROKEN)
+    assert proc.returncode == 1
+    assert proc.stdout.startswith("x.py:1:5: LL000 syntax error")
+
+
 def test_importing_the_cli_loads_neither_torch_nor_pytest_nor_libcst(tmp_path):
     code = (
         "import sys, looplint.cli\n"
