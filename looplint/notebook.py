@@ -13,9 +13,9 @@ import difflib
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from looplint.findings import Finding
+from looplint.findings import Edit, Finding
 
 
 class NotebookError(ValueError):
@@ -57,14 +57,27 @@ class NotebookSource:
         return filled[-1].number, filled[-1].line_count
 
     def locate_finding(self, finding: Finding) -> Finding:
-        """The same finding, with its line counted within its cell and `details["cell"]` set."""
+        """The same finding, counted within its cell: `details["cell"]` is set, lines are the
+        cell's, and the fix's edits become offsets into the cell's source (the fix is dropped
+        when it reaches into other cells or IPython lines, where no single cell could take it)."""
         cell, line = self.locate(finding.line)
         end_line = finding.end_line
         if end_line:
             end_cell, end_in_cell = self.locate(end_line)
             end_line = end_in_cell if end_cell == cell else 0
         details = {**(finding.details or {}), "cell": cell}
-        return finding.with_(line=line, end_line=end_line, details=details)
+        fix = finding.fix
+        if fix is not None:
+            edits = [self._cell_edit(edit, cell) for edit in fix.edits]
+            fix = None if None in edits else replace(fix, edits=tuple(edits))  # type: ignore[arg-type]
+        return finding.with_(line=line, end_line=end_line, details=details, fix=fix)
+
+    def _cell_edit(self, edit: Edit, number: int) -> Edit | None:
+        """An edit of the joined source as offsets into one cell's stored source, if it fits."""
+        cell = next(c for c in self.cells if c.number == number)
+        start = _cell_offset(self.source, cell, edit.start)
+        end = _cell_offset(self.source, cell, edit.end)
+        return None if start is None or end is None else Edit(start, end, edit.text)
 
     def rebuild(self, fixed_source: str) -> str:
         """The notebook text with the cells rewritten to hold `fixed_source`.
@@ -348,6 +361,21 @@ def _skip_space(text: str, index: int) -> int:
     while index < len(text) and text[index] in " \t\r\n":
         index += 1
     return index
+
+
+def _cell_offset(source: str, cell: CodeCell, offset: int) -> int | None:
+    """Where an offset of the joined source falls in the cell's stored text; None when it is in
+    another cell, on a blanked IPython line, or after a last line that has no newline."""
+    joined, stored = _lines(source), _lines(cell.text)
+    local = offset - sum(len(line) for line in joined[: cell.first_line - 1])
+    before = 0  # length of the cell's stored lines before the current one
+    for index in range(cell.line_count):
+        length = len(joined[cell.first_line - 1 + index])
+        if 0 <= local < length:
+            return None if index in cell.blanked else before + local
+        local -= length
+        before += len(stored[index])
+    return before if local == 0 and cell.text.endswith("\n") else None
 
 
 def _lines(text: str) -> list[str]:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from looplint.findings import Finding
+from looplint.findings import Edit, Finding, Fix
 from looplint.notebook import NotebookError, notebook_source
 
 
@@ -244,3 +244,19 @@ def test_every_line_of_the_joined_source_belongs_to_its_cell(cells):
         for index in range(cell.line_count):
             assert notebook.locate(cell.first_line + index) == (cell.number, index + 1)
     assert notebook.rebuild(notebook.source) == text
+
+
+def test_locate_finding_maps_fix_edits_into_the_cell():
+    text = write_notebook(("code", "%time x = 1\nfor b in d:\n    loss.backward()\n"))
+    notebook = notebook_source(text)
+    at = notebook.source.index("    loss")
+    fix = Fix("insert", (Edit(at, at, "    opt.zero_grad()\n"),))
+    located = notebook.locate_finding(Finding("t.ipynb", 3, 5, "LL101", "m", fix=fix))
+    cell_text = "%time x = 1\nfor b in d:\n    loss.backward()\n"
+    [edit] = located.fix.edits
+    assert cell_text[: edit.start] + edit.text + cell_text[edit.end :] == (
+        "%time x = 1\nfor b in d:\n    opt.zero_grad()\n    loss.backward()\n"
+    )
+    # An edit on the blanked magic line cannot be expressed in the cell: the fix is dropped.
+    on_magic = Fix("touch", (Edit(0, 1, "y"),))
+    assert notebook.locate_finding(Finding("t.ipynb", 1, 1, "LL101", "m", fix=on_magic)).fix is None
