@@ -78,9 +78,7 @@ def move_before(source: Source, moved: cst.CSTNode, anchor: cst.CSTNode) -> tupl
     )
 
 
-def insert_after(
-    source: Source, anchor: cst.CSTNode, code: str, indent: str | None = None
-) -> Edit | None:
+def insert_after(source: Source, anchor: cst.CSTNode, code: str, indent: str | None = None) -> Edit | None:
     """Insert a new line after the statement `anchor` (a compound statement: after its block)."""
     own_indent = source.indent(anchor)
     if own_indent is None:

@@ -40,7 +40,7 @@ _DETACHING = frozenset({"item", "detach", "tolist", "numpy", "float", "int", "cp
 @dataclass(eq=False)
 class Loop:
     node: cst.CSTNode
-    targets: frozenset[str]  # names the loop binds (`for i, batch in ...`)
+    targets: tuple[str, ...]  # names the loop binds (`for i, batch in ...`), in order
     iter_names: frozenset[str]  # dotted names read by the iterable (`for w in writers`)
 
 
@@ -107,6 +107,7 @@ class Model:
         self.stepped: set[str] = set()  # receivers of X.step()
         self.scaler_stepped: set[str] = set()  # X in scaler.step(X)
         self.loss_tensors: set[str] = set()  # names bound to a loss computation or backwarded
+        self.imports: set[str] = set()  # top-level package of every import (`torch`, `mxnet`)
         self._expanded: dict[int, list[Event]] = {}
         self._call_sites: dict[int, list[Event]] | None = None
         _Builder(self).build(module)
@@ -115,9 +116,7 @@ class Model:
         """'optimizer', 'scheduler', 'engine' or None (e.g. `env.step()`) for a `.step()` receiver."""
         if name is None:
             return None
-        if name in self.schedulers or (
-            name not in self.optimizers and names.looks_like_scheduler(name)
-        ):
+        if name in self.schedulers or (name not in self.optimizers and names.looks_like_scheduler(name)):
             return "scheduler"
         if name in self.optimizers or name in self.scaler_stepped:
             return "optimizer"
@@ -260,14 +259,12 @@ class _Builder:
             self.if_(node, ctx)
         elif isinstance(node, cst.For):
             self.expr(node.iter, ctx)
-            loop = Loop(
-                node, frozenset(self.bound(node.target)), frozenset(self.dotted_reads(node.iter))
-            )
+            loop = Loop(node, tuple(self.bound(node.target)), frozenset(self.dotted_reads(node.iter)))
             self.suite(node.body, dataclasses.replace(ctx, loops=ctx.loops + (loop,)))
             if node.orelse is not None:
                 self.suite(node.orelse.body, ctx)
         elif isinstance(node, cst.While):
-            loop = Loop(node, frozenset(), frozenset())
+            loop = Loop(node, (), frozenset())
             inner = dataclasses.replace(ctx, loops=ctx.loops + (loop,))
             self.expr(node.test, inner)
             self.suite(node.body, inner)
@@ -280,9 +277,7 @@ class _Builder:
                 call = item.item
                 if isinstance(call, cst.Call):
                     callee = names.callee_name(call)
-                    if callee in names.NO_GRAD_CONTEXTS or (
-                        callee == "set_grad_enabled" and _is_false(call)
-                    ):
+                    if callee in names.NO_GRAD_CONTEXTS or (callee == "set_grad_enabled" and _is_false(call)):
                         no_grad = True
                     if callee in names.WRITER_CLASSES and item.asname is not None:
                         target = names.dotted(item.asname.name)
@@ -328,12 +323,7 @@ class _Builder:
     def function(self, node: cst.FunctionDef, class_name: str | None) -> None:
         parent = self.scope
         assert parent is not None
-        no_grad = any(
-            names.callee_name(d.decorator) in names.NO_GRAD_CONTEXTS
-            if isinstance(d.decorator, cst.Call)
-            else names.dotted(d.decorator) in ("torch.no_grad", "no_grad", "torch.inference_mode")
-            for d in node.decorators
-        )
+        no_grad = any(names.is_no_grad_decorator(d.decorator) for d in node.decorators)
         scope = Scope(node, node.name.value, class_name, parent, no_grad=no_grad)
         self.model.scopes.append(scope)
         if class_name is not None:
@@ -369,15 +359,18 @@ class _Builder:
                 self.emit(DIVIDE, target, node, ctx)
         elif isinstance(node, cst.Expr):
             self.expr(node.value, ctx)
+        elif isinstance(node, cst.Import):
+            for alias in node.names:
+                self.model.imports.add((names.dotted(alias.name) or "").split(".")[0])
+        elif isinstance(node, cst.ImportFrom) and node.module is not None and not node.relative:
+            self.model.imports.add((names.dotted(node.module) or "").split(".")[0])
         elif isinstance(node, (cst.Return, cst.Raise, cst.Assert, cst.Del)):
             for name in ("value", "exc", "test", "target"):
                 child = getattr(node, name, None)
                 if isinstance(child, cst.CSTNode):
                     self.expr(child, ctx)
 
-    def assign(
-        self, target: cst.BaseExpression, value: cst.BaseExpression, node, ctx: _Context
-    ) -> None:
+    def assign(self, target: cst.BaseExpression, value: cst.BaseExpression, node, ctx: _Context) -> None:
         if isinstance(target, (cst.Tuple, cst.List)):
             for element in target.elements:
                 self.assign(
@@ -403,6 +396,9 @@ class _Builder:
             self.accumulate(name, value.right, node, ctx)
             return
         kind = _value_kind(value)
+        if kind != "zero" and name in self.dotted_reads(value):
+            # `total = total / n`, `total = gather(total).sum() / n`: the sum is transformed here.
+            self.emit(DIVIDE, name, node, ctx)
         event = self.emit(ASSIGN, name, node, ctx, value=value, value_kind=kind)
         if isinstance(value, cst.Call):
             callee = names.callee_name(value)
@@ -410,7 +406,7 @@ class _Builder:
                 self.model.optimizers.setdefault(name, []).append(event)
                 event.data["sources"] = _param_group_sources(value)
                 self.emit(PARAM_GROUPS, name, value, ctx, groups=_param_groups(value))
-            elif names.is_scheduler_class(callee):
+            elif names.is_scheduler_class(callee, value) and name != "_":
                 self.model.schedulers.setdefault(name, []).append(event)
             elif callee in names.WRITER_CLASSES:
                 self.model.writers.add(name)
@@ -454,7 +450,7 @@ class _Builder:
             clause = node.for_in
             while clause is not None:
                 self.expr(clause.iter, dataclasses.replace(ctx, loops=loops))
-                loops = loops + (Loop(node, frozenset(self.bound(clause.target)), frozenset()),)
+                loops = loops + (Loop(node, tuple(self.bound(clause.target)), frozenset()),)
                 clause = clause.inner_for_in
             inner = dataclasses.replace(ctx, loops=loops)
             if isinstance(node, cst.DictComp):
@@ -513,9 +509,7 @@ class _Builder:
                 and method == "backward"
                 and receiver not in ("torch.autograd", "autograd")
             ):
-                self.model.engines.add(
-                    receiver
-                )  # accelerator.backward(loss), engine.backward(loss)
+                self.model.engines.add(receiver)  # accelerator.backward(loss), engine.backward(loss)
                 loss = _first_name(positional[0])
             elif positional and method == "manual_backward":
                 loss = _first_name(positional[0])
@@ -528,6 +522,11 @@ class _Builder:
             if receiver is not None:
                 self.model.cleared.add(receiver)
             self.emit(CLEAR, receiver or "*", node, ctx)
+        elif method is None and names.callee_name(node) in names.CLEAR_FUNCTIONS:
+            self.emit(CLEAR, "*", node, ctx)  # an imported `zero_grad(model_params)` helper
+        elif method == "clear_grad" and receiver is not None:
+            self.model.cleared.add(receiver)
+            self.emit(CLEAR, receiver, node, ctx)
         elif (
             method in ("zero_", "fill_")
             and receiver is not None
@@ -631,9 +630,7 @@ def _first_name(node: cst.CSTNode) -> str | None:
 
 def _is_false(call: cst.Call) -> bool:
     return (
-        bool(call.args)
-        and isinstance(call.args[0].value, cst.Name)
-        and call.args[0].value.value == "False"
+        bool(call.args) and isinstance(call.args[0].value, cst.Name) and call.args[0].value.value == "False"
     )
 
 
@@ -668,9 +665,7 @@ def _is_zero_literal(node: cst.CSTNode) -> bool:
     )
 
 
-def _loss_terms(
-    value: cst.BaseExpression, loss_tensors: set[str]
-) -> tuple[list[cst.CSTNode], bool]:
+def _loss_terms(value: cst.BaseExpression, loss_tensors: set[str]) -> tuple[list[cst.CSTNode], bool]:
     """Loss terms of an accumulated value: those still attached to the graph, and whether any loss."""
     raw: list[cst.CSTNode] = []
     found = [False]
@@ -707,9 +702,7 @@ def _periodic_counters(test: cst.BaseExpression) -> frozenset[str]:
 
     def visit(node: cst.CSTNode) -> None:
         if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Modulo):
-            if not isinstance(
-                node.left, (cst.SimpleString, cst.ConcatenatedString, cst.FormattedString)
-            ):
+            if not isinstance(node.left, (cst.SimpleString, cst.ConcatenatedString, cst.FormattedString)):
                 _counter_names(node.left, counters)
             return
         if isinstance(node, cst.Call):
@@ -774,12 +767,31 @@ def _param_sources(node: cst.CSTNode) -> list[str | None]:
     if isinstance(node, cst.Call):
         callee = names.callee_name(node)
         if callee in ("parameters", "named_parameters") and isinstance(node.func, cst.Attribute):
-            return [names.dotted(node.func.value)]
+            return [_module_path(node.func.value)]
         if callee in ("list", "tuple", "chain") and node.args:
             return [s for arg in node.args for s in _param_sources(arg.value)]
         return [None]
     if isinstance(node, (cst.List, cst.Tuple)):
         return [s for element in node.elements for s in _param_sources(element.value)]
-    if isinstance(node, (cst.Attribute, cst.Name)):
-        return [names.dotted(node)]
+    if isinstance(node, (cst.Attribute, cst.Name, cst.Subscript)):
+        return [_module_path(node)]
     return [None]
+
+
+def _module_path(node: cst.CSTNode) -> str | None:
+    """`model.blocks[0].fc` -> 'model.blocks[0].fc'; None when an index is not a literal."""
+    if isinstance(node, cst.Name):
+        return node.value
+    if isinstance(node, cst.Attribute):
+        base = _module_path(node.value)
+        return None if base is None else f"{base}.{node.attr.value}"
+    if (
+        isinstance(node, cst.Subscript)
+        and len(node.slice) == 1
+        and isinstance(node.slice[0].slice, cst.Index)
+    ):
+        index = node.slice[0].slice.value
+        base = _module_path(node.value)
+        if base is not None and isinstance(index, (cst.Integer, cst.SimpleString)):
+            return f"{base}[{index.value}]"
+    return None

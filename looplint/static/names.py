@@ -103,6 +103,8 @@ LOG_METHODS = frozenset(
     }
 )
 NO_GRAD_CONTEXTS = frozenset({"no_grad", "inference_mode"})
+# Free functions that clear gradients: `zero_grad(model_params)` helpers, paddle's clear_grad.
+CLEAR_FUNCTIONS = frozenset({"zero_grad", "zero_grads", "zero_gradients", "clear_grad", "clear_grads"})
 
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _GENERIC_LOSS_CALLS = ("loss", "criterion", "entropy", "nll", "divergence")
@@ -164,15 +166,24 @@ def is_optimizer_class(name: str | None) -> bool:
     return name is not None and (name in OPTIMIZER_CLASSES or name.endswith("Optimizer"))
 
 
-def is_scheduler_class(name: str | None) -> bool:
+def is_scheduler_class(name: str | None, call: cst.Call | None = None) -> bool:
+    """A learning-rate scheduler: a torch class, or a `...LR`/`...Scheduler`/`get_..._schedule...`
+    factory whose first argument is an optimizer (a `GradientAccumulationScheduler` callback is
+    not one)."""
     if name is None:
         return False
-    return (
-        name in SCHEDULER_CLASSES
-        or name.endswith("LR")
-        or name.endswith("Scheduler")
-        or (name.startswith("get_") and "schedule" in name)
-    )
+    if name in SCHEDULER_CLASSES:
+        return True
+    if not (name.endswith(("LR", "Scheduler")) or (name.startswith("get_") and "schedule" in name)):
+        return False
+    if call is None:
+        return True
+    first = next((a.value for a in call.args if a.keyword is None and not a.star), None)
+    for arg in call.args:
+        if arg.keyword is not None and arg.keyword.value == "optimizer":
+            first = arg.value
+    target = dotted(first) if first is not None else None
+    return target is not None and looks_like_optimizer(target)
 
 
 def is_loss_call(name: str | None) -> bool:
@@ -183,10 +194,17 @@ def is_loss_call(name: str | None) -> bool:
     return any(word in lowered for word in _GENERIC_LOSS_CALLS)
 
 
+def is_no_grad_decorator(decorator: cst.BaseExpression) -> bool:
+    """`@torch.no_grad()`, `@torch.inference_mode()`, wrappers such as `@smart_inference_mode()`."""
+    target = decorator.func if isinstance(decorator, cst.Call) else decorator
+    last = (dotted(target) or "").rsplit(".", 1)[-1]
+    return "no_grad" in last or "inference_mode" in last
+
+
 def is_log_call(call: cst.Call) -> bool:
     func = call.func
     if isinstance(func, cst.Name):
-        return func.value == "print"
+        return func.value in ("print", "progress_bar", "tprint")
     if isinstance(func, cst.Attribute):
         return func.attr.value in LOG_METHODS or func.attr.value == "print"
     return False

@@ -93,9 +93,7 @@ def _index_subtree(node: cst.CSTNode, index: int, owner: dict[int, int]) -> None
         fields = _fields_cache.get(type(current))
         if fields is None:
             fields = tuple(
-                f.name
-                for f in dataclasses.fields(current)
-                if not any(s in f.name for s in _SKIPPED_FIELDS)
+                f.name for f in dataclasses.fields(current) if not any(s in f.name for s in _SKIPPED_FIELDS)
             )
             _fields_cache[type(current)] = fields
         for name in fields:

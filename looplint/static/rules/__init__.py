@@ -49,8 +49,7 @@ def loop_label(loop) -> str:
     """How a message names a loop: 'the `for epoch` loop', 'the `while` loop'."""
     node = loop.node
     if isinstance(node, cst.For):
-        targets = sorted(loop.targets)
-        return f"the `for {', '.join(targets) or '...'}` loop" if targets else "the `for` loop"
+        return f"the `for {', '.join(loop.targets)}` loop" if loop.targets else "the `for` loop"
     if isinstance(node, cst.While):
         return "the `while` loop"
     return "the comprehension"

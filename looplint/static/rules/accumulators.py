@@ -39,8 +39,7 @@ class Accumulator:
         """Updated in a loop the resets are outside of: it sums several iterations."""
         update = self.updates[0]
         return not self.resets or any(
-            len(r.loops) < len(update.loops) and is_prefix(r.loops, update.loops)
-            for r in self.resets
+            len(r.loops) < len(update.loops) and is_prefix(r.loops, update.loops) for r in self.resets
         )
 
 
@@ -77,9 +76,7 @@ def _accumulators(model: Model, events: list[Event]) -> list[Accumulator]:
     return [
         acc
         for acc in found.values()
-        if acc.resets
-        and acc.name not in backwarded
-        and not _feeds_backward(events, acc.name, backwarded)
+        if acc.resets and acc.name not in backwarded and not _feeds_backward(events, acc.name, backwarded)
     ]
 
 
@@ -124,32 +121,18 @@ def _misplaced_reset(model: Model, events: list[Event], acc: Accumulator) -> Hit
             continue
         if _counter_spans(model, events, acc, read):
             continue
-        shallow = [
-            r
-            for r in acc.resets
-            if len(r.loops) < len(read.loops) and is_prefix(r.loops, read.loops)
-        ]
+        shallow = [r for r in acc.resets if len(r.loops) < len(read.loops) and is_prefix(r.loops, read.loops)]
         if shallow:
             reset = shallow[-1]
-            window = (
-                read.loops[len(reset.loops)]
-                if len(read.loops) > len(reset.loops)
-                else read.loops[-1]
-            )
-            where = (
-                "the periodic block that reads it" if periodic_peek else loop_label(read.loops[-1])
-            )
+            window = read.loops[len(reset.loops)] if len(read.loops) > len(reset.loops) else read.loops[-1]
+            where = "the periodic block that reads it" if periodic_peek else loop_label(read.loops[-1])
             return Hit(
                 "LL201",
                 reset.node,
                 f"`{acc.name}` is reset outside {loop_label(window)}, so the value read there sums "
                 f"several iterations of it and keeps growing; reset it inside {where}",
             )
-        deep = [
-            r
-            for r in acc.resets
-            if len(r.loops) > len(read.loops) and is_prefix(read.loops, r.loops)
-        ]
+        deep = [r for r in acc.resets if len(r.loops) > len(read.loops) and is_prefix(read.loops, r.loops)]
         if deep:
             reset = deep[0]
             return Hit(
@@ -165,7 +148,7 @@ def unaveraged_loss_logged(model: Model) -> Iterator[Hit]:
     for scope in model.scopes:
         events = model.events(scope)
         for acc in _accumulators(model, events):
-            if not acc.spans_iterations:
+            if not acc.spans_iterations or _prescaled(events, acc):
                 continue
             aliases = _aliases(events, acc.name)
             for index, event in enumerate(events):
@@ -194,6 +177,39 @@ def unaveraged_loss_logged(model: Model) -> Iterator[Hit]:
                     f"log `{acc.name} / <count>`",
                 )
                 break
+
+
+def _prescaled(events: list[Event], acc: Accumulator) -> bool:
+    """Each term is already divided (`loss = loss / k; total += loss.item()`): the sum is a mean."""
+    for update in acc.updates:
+        value = update.data["value"]
+        if _has_division(value):
+            return True
+        position = next(i for i, e in enumerate(events) if e is update)
+        for name in _names_of(value):
+            for earlier in reversed(events[:position]):
+                if earlier.kind == ASSIGN and earlier.name == name:
+                    if _has_division(earlier.data["value"]):
+                        return True
+                    break
+    return False
+
+
+def _has_division(node: cst.CSTNode) -> bool:
+    if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, (cst.Divide, cst.FloorDivide)):
+        return True
+    if isinstance(node, cst.Call):
+        return False  # `f(x / 2)`: the division is inside another computation
+    return any(_has_division(child) for child in node.children)
+
+
+def _names_of(node: cst.CSTNode) -> list[str]:
+    """Plain variable names used in an expression (`loss` in `loss.item() * n`)."""
+    if isinstance(node, cst.Name):
+        return [node.value]
+    if isinstance(node, cst.Attribute):
+        return _names_of(node.value)
+    return [name for child in node.children for name in _names_of(child)]
 
 
 def _aliases(events: list[Event], name: str) -> set[str]:
@@ -231,14 +247,12 @@ def loss_tensor_accumulated(model: Model) -> Iterator[Hit]:
         events = model.events(scope)
         always_no_grad = _always_no_grad(model, scope)
         for acc in _accumulators(model, events):
-            if not acc.spans_iterations:
+            if not acc.spans_iterations or _returned_as_loss(scope, acc):
                 continue
             for update in acc.updates:
                 if update.no_grad or always_no_grad:
                     continue
-                raw = [
-                    t for t in update.data["raw_loss_terms"] if _attached(model, events, update, t)
-                ]
+                raw = [t for t in update.data["raw_loss_terms"] if _attached(model, events, update, t)]
                 if not raw:
                     continue
                 suffix = ".detach()" if _tensor_accumulator(events, acc) else ".item()"
@@ -252,6 +266,22 @@ def loss_tensor_accumulated(model: Model) -> Iterator[Hit]:
                 break
 
 
+def _returned_as_loss(scope: Scope, acc: Accumulator) -> bool:
+    """A loss function builds its loss from terms and returns it for the caller to differentiate."""
+    returned = [r for r in acc.reads if _is_return(r.statement)]
+    if not returned:
+        return False
+    name = scope.name.lower()
+    undivided = any(r.data.get("divisors") is None for r in returned)
+    return undivided or "loss" in name or name in ("forward", "__call__")
+
+
+def _is_return(statement: cst.CSTNode | None) -> bool:
+    return isinstance(statement, cst.SimpleStatementLine) and any(
+        isinstance(small, cst.Return) for small in statement.body
+    )
+
+
 def _attached(model: Model, events: list[Event], update: Event, term: cst.CSTNode) -> bool:
     """Is this term a loss tensor still on the graph? Decided by the name's last binding."""
     if isinstance(term, cst.Call):
@@ -259,11 +289,13 @@ def _attached(model: Model, events: list[Event], update: Event, term: cst.CSTNod
     name = names.dotted(term)
     if name is None:
         return False
+    if any(e.kind == BACKWARD and e.name == name for e in events):
+        return True
     position = next(i for i, e in enumerate(events) if e is update)
     for earlier in reversed(events[:position]):
         if earlier.kind == ASSIGN and earlier.name == name:
             return earlier.data["value_kind"] == "loss"
-    return any(e.kind == BACKWARD and e.name == name for e in events)
+    return False
 
 
 def _tensor_accumulator(events: list[Event], acc: Accumulator) -> bool:

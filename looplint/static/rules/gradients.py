@@ -28,15 +28,18 @@ def _clears(model: Model, event: Event, optimizer: str) -> bool:
         return model.role(event.name) == "engine"  # DeepSpeed's engine.step() clears gradients
     if event.kind == CALL and model.resolve(event) is None:
         callee = (event.name or "").rsplit(".", 1)[-1]
-        if callee in _NEVER_CLEARS or names.looks_like_scaler((event.name or "").rsplit(".", 1)[0]):
+        if (
+            callee in _NEVER_CLEARS
+            or callee.startswith(_NEVER_CLEARS_PREFIXES)
+            or names.looks_like_scaler((event.name or "").rsplit(".", 1)[0])
+        ):
             return False
-        return optimizer in event.data.get("args", ()) or (event.name or "").startswith(
-            optimizer + "."
-        )
+        return optimizer in event.data.get("args", ()) or (event.name or "").startswith(optimizer + ".")
     return False
 
 
-# Calls that take the optimizer but are known not to touch its gradients.
+# Calls that take the optimizer but are known, or named, not to touch its gradients.
+_NEVER_CLEARS_PREFIXES = ("get_", "log", "print", "save", "plot", "show", "format")
 _NEVER_CLEARS = frozenset(
     {
         "unscale_",
@@ -65,7 +68,14 @@ _NEVER_CLEARS = frozenset(
 )
 
 
+def _overwrites_gradients(model: Model) -> bool:
+    """MXNet's backward writes gradients instead of adding to them: nothing to clear."""
+    return "mxnet" in model.imports and "torch" not in model.imports
+
+
 def missing_zero_grad(model: Model) -> Iterator[Hit]:
+    if _overwrites_gradients(model):
+        return
     for scope in model.scopes:
         events = model.events(scope)
         backwards = [e for e in events if e.kind == BACKWARD]
@@ -87,9 +97,7 @@ def missing_zero_grad(model: Model) -> Iterator[Hit]:
                 f"`{step.name}` steps inside {loop_label(loop)}, which runs `backward()`, but its "
                 "gradients are never cleared: each step applies the sum of all earlier batches' "
                 f"gradients; call `{step.name}.zero_grad()` once per step",
-                fix=lambda source, step=step, b=loop_backwards: _insert_zero_grad(
-                    model, source, step, b
-                ),
+                fix=lambda source, step=step, b=loop_backwards: _insert_zero_grad(model, source, step, b),
             )
 
 
@@ -100,9 +108,7 @@ def _innermost_loop_with(step: Event, backwards: list[Event]) -> Loop | None:
     return None
 
 
-def _insert_zero_grad(
-    model: Model, source: fixes.Source, step: Event, backwards: list[Event]
-) -> Fix | None:
+def _insert_zero_grad(model: Model, source: fixes.Source, step: Event, backwards: list[Event]) -> Fix | None:
     """Before the loop's one backward when it sits beside the step; otherwise right after the step."""
     clear = f"{step.name}.zero_grad()"
     if (

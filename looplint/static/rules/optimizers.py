@@ -20,7 +20,9 @@ def scheduler_step_before_optimizer_step(model: Model) -> Iterator[Hit]:
         for index, sched in enumerate(events):
             if sched.kind != STEP or model.role(sched.name) != "scheduler" or sched.node.args:
                 continue  # step(epoch) and ReduceLROnPlateau.step(metric) do not depend on the order
-            window = sched.loops[-1] if sched.loops else None
+            # `for scheduler in schedulers: scheduler.step()` is one step of each, not a window.
+            loops = [loop for loop in sched.loops if sched.name not in loop.targets]
+            window = loops[-1] if loops else None
             optimizer_steps = [
                 (i, e)
                 for i, e in enumerate(events)

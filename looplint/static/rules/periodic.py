@@ -47,8 +47,7 @@ def _fixed_count(loop: Loop) -> bool:
 def _trains(model: Model, events: list[Event], loop: Loop) -> bool:
     """The loop holds a training step or logging: a periodic check there is about training."""
     return any(
-        e.in_loop(loop)
-        and (e.kind in (BACKWARD, WRITE, LOG) or (e.kind == STEP and model.role(e.name)))
+        e.in_loop(loop) and (e.kind in (BACKWARD, WRITE, LOG) or (e.kind == STEP and model.role(e.name)))
         for e in events
     )
 
@@ -57,9 +56,7 @@ def periodic_check_outside_step_loop(model: Model) -> Iterator[Hit]:
     for scope in model.scopes:
         events = model.events(scope)
         for check in (
-            e
-            for e in events
-            if e.kind == PERIODIC and e.loops and _trains(model, events, e.loops[-1])
+            e for e in events if e.kind == PERIODIC and e.loops and _trains(model, events, e.loops[-1])
         ):
             for counter in sorted(check.data["counters"]):
                 advancing = _advancing_loops(events, counter)

@@ -38,9 +38,7 @@ def _closing_loop(events: list[Event], close: Event) -> Loop | None:
 def writer_close_in_loop(model: Model) -> Iterator[Hit]:
     for scope in model.scopes:
         events = model.events(scope)
-        closes = [
-            e for e in events if e.kind == CLOSE and e.loops and _is_writer(model, e.name, events)
-        ]
+        closes = [e for e in events if e.kind == CLOSE and e.loops and _is_writer(model, e.name, events)]
         placed: set[int] = set()
         for close in closes:
             loop = _closing_loop(events, close)
@@ -141,9 +139,7 @@ def _is_number(model: Model, node: cst.BaseExpression) -> bool:
         return _is_number(model, node.expression)
     if isinstance(node, cst.Call):
         callee = names.callee_name(node)
-        return callee in ("item", "float", "int") or (
-            callee is not None and names.is_loss_call(callee)
-        )
+        return callee in ("item", "float", "int") or (callee is not None and names.is_loss_call(callee))
     if isinstance(node, cst.BinaryOperation):
         return _is_number(model, node.left) and _is_number(model, node.right)
     name = names.dotted(node)
