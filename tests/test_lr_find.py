@@ -6,6 +6,7 @@ import copy
 import json
 import math
 import random
+import sys
 
 import pytest
 import torch
@@ -306,3 +307,13 @@ def test_suggestion_does_not_depend_on_the_ramp_speed():
         suggestions.append(result.suggested_lr[0])
     assert max(suggestions) / min(suggestions) < 1.6, suggestions
     assert ramp_factor(exponential_lrs(1e-7, 10, 100)[1] / 1e-7) == pytest.approx(1.0)
+
+
+def test_plot_without_matplotlib_says_what_to_install(monkeypatch, tmp_path):
+    loader, _, _ = regression()
+    model = nn.Linear(4, 1)
+    result = lr_find(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.MSELoss(), loader, steps=20)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` fail
+    with pytest.raises(RuntimeError, match=r"needs matplotlib: pip install 'looplint\[lr\]'"):
+        result.plot(tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import textwrap
 
 import pytest
@@ -15,6 +16,7 @@ from looplint.lrfind.script import run_lr_find_script
 # must not win) and a broad `except Exception` (it must not swallow the test's stop).
 TRAIN = """
 import json
+import sys
 import sys
 
 import torch
@@ -202,3 +204,20 @@ def test_script_that_ends_before_the_test(tmp_path, capsys):
     assert "ended after 32 optimizer steps, before the 100 steps" in report["stop_detail"]
     assert len(report["lrs"]) == 31  # the loss after the last step was never measured
     assert code == (0 if report["suggested_index"] is not None else 1)
+
+
+def test_without_matplotlib_the_report_still_comes(script, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    code = run_lr_find_script(
+        str(script),
+        [str(tmp_path / "u.json")],
+        min_lr=1e-5,
+        max_lr=10.0,
+        steps=40,
+        fmt="text",
+        out_dir=str(tmp_path / "out"),
+    )
+    text = capsys.readouterr().out
+    assert code == 0 and "suggested lr" in text
+    assert "note: no plot: plotting the range test needs matplotlib" in text
+    assert "tensorboard: " in text and not (tmp_path / "out" / "lr_find.png").exists()
