@@ -26,13 +26,22 @@ from looplint.runtime.health import GRAD_CHECK_FIRST
 
 def make_cnn() -> nn.Module:
     return nn.Sequential(
-        nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(32 * 8 * 8, 64), nn.ReLU(), nn.Linear(64, 10),
+        nn.Conv2d(3, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(32 * 8 * 8, 64),
+        nn.ReLU(),
+        nn.Linear(64, 10),
     )
 
 
-def train(model: nn.Module, optimizer: torch.optim.Optimizer, batches: list, steps: int) -> tuple[float, float]:
+def train(
+    model: nn.Module, optimizer: torch.optim.Optimizer, batches: list, steps: int
+) -> tuple[float, float]:
     """(CPU seconds, wall seconds) per training step, over `steps` steps."""
     criterion = nn.CrossEntropyLoss()
     start, start_wall = time.process_time(), time.perf_counter()
@@ -57,8 +66,7 @@ def main() -> None:
     model = make_cnn()
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     batches = [
-        (torch.randn(args.batch_size, 3, 32, 32), torch.randint(0, 10, (args.batch_size,)))
-        for _ in range(8)
+        (torch.randn(args.batch_size, 3, 32, 32), torch.randint(0, 10, (args.batch_size,))) for _ in range(8)
     ]
     train(model, optimizer, batches, 10)  # warm-up
 
@@ -82,8 +90,10 @@ def main() -> None:
     plain = statistics.median(fastest["plain"])
     print(f"small CNN, batch {args.batch_size}, 1 thread, {args.rounds} rounds x {args.steps} steps")
     print(f"plain step: {plain * 1e3:.2f} ms CPU (median)")
-    print(f"watched/plain per-step CPU time:  median {statistics.median(cpu_ratios):.4f} "
-          f"(min {min(cpu_ratios):.4f}, max {max(cpu_ratios):.4f})")
+    print(
+        f"watched/plain per-step CPU time:  median {statistics.median(cpu_ratios):.4f} "
+        f"(min {min(cpu_ratios):.4f}, max {max(cpu_ratios):.4f})"
+    )
     print(f"watched/plain per-step wall time: median {statistics.median(wall_ratios):.4f}")
     print(f"watched/plain fastest round:      {min(fastest['watched']) / min(fastest['plain']):.4f}")
 

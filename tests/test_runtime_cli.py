@@ -80,7 +80,9 @@ def test_script_crash_shows_its_traceback_and_still_reports(tmp_path, capsys, mo
 
 def test_max_steps_stops_cleanly_and_writers_are_still_checked(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    script = write_script(tmp_path, """
+    script = write_script(
+        tmp_path,
+        """
         import torch
         from torch import nn
         from torch.utils.tensorboard import SummaryWriter
@@ -98,7 +100,8 @@ def test_max_steps_stops_cleanly_and_writers_are_still_checked(tmp_path, capsys,
             writer.add_scalar("loss", loss.item())
             step += 1
         writer.close()
-    """)
+    """,
+    )
     assert main([script, "--max-steps", "7", "--no-static"]) == 1
     out = capsys.readouterr().out
     assert "looplint run: 7 optimizer steps" in out
@@ -139,8 +142,15 @@ def test_runtime_finding_confirms_the_static_one_at_a_related_line():
         Finding("train.py", 30, 1, "LL203", "loss tensor accumulated"),
     ]
     runtime = [
-        Finding("train.py", 12, 1, "LL101", "accumulated across 5 backward passes", origin="runtime",
-                details={"related": ["train.py:10"]}),
+        Finding(
+            "train.py",
+            12,
+            1,
+            "LL101",
+            "accumulated across 5 backward passes",
+            origin="runtime",
+            details={"related": ["train.py:10"]},
+        ),
         Finding("train.py", 40, 1, "LL501", "writer never closed", origin="runtime"),
     ]
     merged = merge_static(static, runtime)
@@ -170,7 +180,11 @@ def test_python_m_looplint_run_subprocess(tmp_path):
     script = write_script(tmp_path, LOOP.format(clear="pass", code=0))
     result = subprocess.run(
         [sys.executable, "-m", "looplint", "run", script, "--format", "json", "--no-static"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+        capture_output=True,
+        check=False,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert result.returncode == 1, result.stderr

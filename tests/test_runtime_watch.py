@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import os
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -43,7 +44,7 @@ def test_missing_zero_grad_is_confirmed_with_counts_and_call_site():
     (finding,) = [f for f in report.findings if f.code == "LL101"]
     assert finding.origin == "runtime"
     assert finding.path == os.path.relpath(__file__)
-    source = open(__file__).read().splitlines()
+    source = Path(__file__).read_text().splitlines()
     assert "LINE-STEP" in source[finding.line - 1]
     assert "gradients of 4 parameters accumulated across 5 backward passes" in finding.message
     assert finding.details["steps_affected"] == 4
@@ -292,24 +293,35 @@ def test_patches_and_hooks_are_removed_even_after_keyboard_interrupt(tmp_path):
     from torch.optim import optimizer as optim_module
 
     before = (
-        torch.autograd.backward, torch.optim.Optimizer.zero_grad, torch.optim.Optimizer.__init__,
-        torch.nn.Module.zero_grad, torch.Tensor.zero_, SummaryWriter.add_scalar,
-        SummaryWriter.close, SummaryWriter.__init__,
-        len(optim_module._global_optimizer_pre_hooks), len(optim_module._global_optimizer_post_hooks),
+        torch.autograd.backward,
+        torch.optim.Optimizer.zero_grad,
+        torch.optim.Optimizer.__init__,
+        torch.nn.Module.zero_grad,
+        torch.Tensor.zero_,
+        SummaryWriter.add_scalar,
+        SummaryWriter.close,
+        SummaryWriter.__init__,
+        len(optim_module._global_optimizer_pre_hooks),
+        len(optim_module._global_optimizer_post_hooks),
     )
     model = make_model()
-    with pytest.raises(KeyboardInterrupt):
-        with watch():
-            optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
-            x, y = batch()
-            nn.functional.mse_loss(model(x), y).backward()
-            optimizer.step()
-            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), watch():
+        optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+        x, y = batch()
+        nn.functional.mse_loss(model(x), y).backward()
+        optimizer.step()
+        raise KeyboardInterrupt
     after = (
-        torch.autograd.backward, torch.optim.Optimizer.zero_grad, torch.optim.Optimizer.__init__,
-        torch.nn.Module.zero_grad, torch.Tensor.zero_, SummaryWriter.add_scalar,
-        SummaryWriter.close, SummaryWriter.__init__,
-        len(optim_module._global_optimizer_pre_hooks), len(optim_module._global_optimizer_post_hooks),
+        torch.autograd.backward,
+        torch.optim.Optimizer.zero_grad,
+        torch.optim.Optimizer.__init__,
+        torch.nn.Module.zero_grad,
+        torch.Tensor.zero_,
+        SummaryWriter.add_scalar,
+        SummaryWriter.close,
+        SummaryWriter.__init__,
+        len(optim_module._global_optimizer_pre_hooks),
+        len(optim_module._global_optimizer_post_hooks),
     )
     assert before == after
     assert all(not p._post_accumulate_grad_hooks for p in model.parameters())

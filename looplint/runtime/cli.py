@@ -23,19 +23,23 @@ def _parser() -> argparse.ArgumentParser:
         "Arguments after `--` go to the script.",
     )
     parser.add_argument("script", help="the training script, run as __main__ like `python SCRIPT`")
-    parser.add_argument("--max-steps", type=_positive_int, metavar="N",
-                        help="stop cleanly after N optimizer steps")
+    parser.add_argument(
+        "--max-steps", type=_positive_int, metavar="N", help="stop cleanly after N optimizer steps"
+    )
     parser.add_argument("--format", choices=FORMATS, default="text", help="report format")
-    parser.add_argument("--no-static", action="store_true",
-                        help="skip the static pass over the script")
+    parser.add_argument("--no-static", action="store_true", help="skip the static pass over the script")
     lr = parser.add_argument_group("learning-rate range test")
-    lr.add_argument("--lr-find", action="store_true",
-                    help="run an LR range test on the script instead of a normal run")
+    lr.add_argument(
+        "--lr-find", action="store_true", help="run an LR range test on the script instead of a normal run"
+    )
     lr.add_argument("--min-lr", type=float, default=1e-7)
     lr.add_argument("--max-lr", type=float, default=10.0)
     lr.add_argument("--steps", type=_positive_int, default=100)
-    lr.add_argument("--out-dir", default="looplint-lr-find",
-                    help="where the range test writes its plot and TensorBoard scalars")
+    lr.add_argument(
+        "--out-dir",
+        default="looplint-lr-find",
+        help="where the range test writes its plot and TensorBoard scalars",
+    )
     return parser
 
 
@@ -176,7 +180,8 @@ def merge_static(static: list[Finding], runtime: list[Finding]) -> list[Finding]
     for finding in runtime:
         lines = _related_lines(finding)
         candidates = [
-            i for i, s in enumerate(merged)
+            i
+            for i, s in enumerate(merged)
             if s.origin == "static" and s.code == finding.code and s.path == finding.path and s.line in lines
         ]
         if not candidates:
@@ -210,8 +215,10 @@ def describe(summary: dict[str, Any]) -> str:
             parts.append(f"  ranks that never reported: {summary['missing_ranks']}")
         return "\n".join(parts)
     lines = [
-        f"looplint run: {summary.get('optimizer_steps', 0)} optimizer steps, "
-        f"{summary.get('backward_passes', 0)} backward passes"
+        (
+            f"looplint run: {summary.get('optimizer_steps', 0)} optimizer steps, "
+            f"{summary.get('backward_passes', 0)} backward passes"
+        )
     ]
     for label, info in summary.get("optimizers", {}).items():
         lines.append(f"  {label}{_where(info)}: {info['steps']} steps, {_passes(info)}")
@@ -266,6 +273,11 @@ def _lr_find(args: argparse.Namespace, script_args: list[str]) -> int:
         print("looplint run: error: the learning-rate range test is not available", file=sys.stderr)
         return USAGE_ERROR
     return run_lr_find_script(
-        args.script, script_args, min_lr=args.min_lr, max_lr=args.max_lr, steps=args.steps,
-        fmt=args.format, out_dir=args.out_dir,
+        args.script,
+        script_args,
+        min_lr=args.min_lr,
+        max_lr=args.max_lr,
+        steps=args.steps,
+        fmt=args.format,
+        out_dir=args.out_dir,
     )

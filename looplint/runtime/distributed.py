@@ -105,13 +105,19 @@ def merge(payloads: list[dict[str, Any]]) -> tuple[list[Finding], dict[str, Any]
         if site:
             path, _, number = site.rpartition(":")
             line = int(number)
-        findings.append(Finding(
-            path, line, 1, "LL505",
-            f"a SummaryWriter writes on every rank ({len(writing_ranks)} of {len(payloads)} ranks "
-            "wrote events): each rank logs the same curves into its own event files; create the "
-            "writer on rank 0 only (`if dist.get_rank() == 0`)",
-            origin="runtime", details={"ranks": writing_ranks},
-        ))
+        findings.append(
+            Finding(
+                path,
+                line,
+                1,
+                "LL505",
+                f"a SummaryWriter writes on every rank ({len(writing_ranks)} of {len(payloads)} ranks "
+                "wrote events): each rank logs the same curves into its own event files; create the "
+                "writer on rank 0 only (`if dist.get_rank() == 0`)",
+                origin="runtime",
+                details={"ranks": writing_ranks},
+            )
+        )
     summary = {
         "ranks": len(payloads),
         **{f"rank {p['rank']}": p["summary"] for p in payloads},

@@ -12,8 +12,9 @@ from __future__ import annotations
 import weakref
 from array import array
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -23,7 +24,7 @@ from looplint.runtime.sites import Site, user_site
 class _ParamState:
     """What the current .grad of one parameter is made of."""
 
-    __slots__ = ("param_ref", "first", "count", "last", "grad_ref", "grad_ptr", "clear_site", "__weakref__")
+    __slots__ = ("__weakref__", "clear_site", "count", "first", "grad_ptr", "grad_ref", "last", "param_ref")
 
     def __init__(self, param: torch.Tensor) -> None:
         self.param_ref = weakref.ref(param)
@@ -58,7 +59,7 @@ class OptimizerState:
 
 
 @dataclass
-class Problem:
+class GradProblem:
     """One gradient problem at one step site, aggregated over the steps where it happened."""
 
     code: str
@@ -86,7 +87,7 @@ class GradTracker:
         self._params: dict[int, _ParamState] = {}
         self._grad_ptrs: dict[int, _ParamState] = {}
         self._handles: list[Any] = []
-        self.problems: dict[tuple[str, int, Site | None], Problem] = {}
+        self.problems: dict[tuple[str, int, Site | None], GradProblem] = {}
         # [first, last] backward ids whose gradients some optimizer step really used.
         self.consumed: list[list[int]] = []
         self.on_step: list[Callable[[torch.optim.Optimizer, OptimizerState], None]] = []
@@ -230,8 +231,7 @@ class GradTracker:
                 # Assigned by the user (`p.grad = tensor`): its history is unknown, count it fresh.
                 self._see_grad(param_state, grad)
                 param_state.first, param_state.count = self.backward_count, 1
-            if param_state.last > newest_touch:
-                newest_touch = param_state.last
+            newest_touch = max(newest_touch, param_state.last)
             if param_state.count:
                 consumed_params += 1
                 passes = max(passes, param_state.count)
@@ -246,8 +246,17 @@ class GradTracker:
         state.step_sites[site] += 1
         state.last_site = site
         if state.evaluated:
-            self._check_step(state, site, marker, consumed_params, stale_params, stale_passes, passes,
-                             newest_touch, clear_sites)
+            self._check_step(
+                state,
+                site,
+                marker,
+                consumed_params,
+                stale_params,
+                stale_passes,
+                passes,
+                newest_touch,
+                clear_sites,
+            )
         if consumed_params:
             self._mark_consumed(max(oldest, 1), self.backward_count)
             if state.evaluated:
@@ -258,12 +267,23 @@ class GradTracker:
             callback(optimizer, state)
         return state
 
-    def _check_step(self, state: OptimizerState, site: Site | None, marker: int, consumed_params: int,
-                    stale_params: int, stale_passes: int, passes: int, newest_touch: int,
-                    clear_sites: Counter) -> None:
+    def _check_step(
+        self,
+        state: OptimizerState,
+        site: Site | None,
+        marker: int,
+        consumed_params: int,
+        stale_params: int,
+        stale_passes: int,
+        passes: int,
+        newest_touch: int,
+        clear_sites: Counter,
+    ) -> None:
         if stale_params:
             self._record(
-                "LL101", state, site,
+                "LL101",
+                state,
+                site,
                 f"gradients of {stale_params} parameters accumulated across {stale_passes} backward "
                 f"passes without being cleared: `{state.label}.step()` also used gradients that its "
                 "previous step had already applied",
@@ -276,7 +296,9 @@ class GradTracker:
             and passes != self.accumulation_steps
         ):
             self._record(
-                "LL101", state, site,
+                "LL101",
+                state,
+                site,
                 f"`{state.label}.step()` used gradients of {passes} backward passes, "
                 f"expected accumulation_steps={self.accumulation_steps}",
                 details={"backward_passes": passes, "expected": self.accumulation_steps},
@@ -285,14 +307,24 @@ class GradTracker:
             clear_site = clear_sites.most_common(1)[0][0] if clear_sites else None
             where = f" (cleared at {clear_site.display()})" if clear_site else ""
             self._record(
-                "LL102", state, site,
+                "LL102",
+                state,
+                site,
                 f"`{state.label}.step()` ran with no gradients right after a backward pass: they "
                 f"were cleared between backward and step{where}, so the step did nothing",
                 related=[clear_site] if clear_site else [],
             )
 
-    def _record(self, code: str, state: OptimizerState, site: Site | None, message: str, *,
-                details: dict[str, Any] | None = None, related: list[Site] | None = None) -> None:
+    def _record(
+        self,
+        code: str,
+        state: OptimizerState,
+        site: Site | None,
+        message: str,
+        *,
+        details: dict[str, Any] | None = None,
+        related: list[Site] | None = None,
+    ) -> None:
         key = (code, id(state), site)
         problem = self.problems.get(key)
         if problem is not None:
@@ -302,9 +334,14 @@ class GradTracker:
                 problem.message, problem.details = message, dict(details or {})
             return
         backward_sites = [s for s, _ in self.backward_sites.most_common(3) if s is not None]
-        self.problems[key] = Problem(
-            code=code, site=site, optimizer=state.label, first_step=state.steps, message=message,
-            related=[*(related or []), *backward_sites], details=dict(details or {}),
+        self.problems[key] = GradProblem(
+            code=code,
+            site=site,
+            optimizer=state.label,
+            first_step=state.steps,
+            message=message,
+            related=[*(related or []), *backward_sites],
+            details=dict(details or {}),
         )
 
     def _mark_consumed(self, first: int, last: int) -> None:

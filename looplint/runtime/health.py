@@ -161,7 +161,9 @@ class SyncCounter:
         self.health.sync_counting = True
         return True
 
-    def _showwarning(self, message: Any, category: Any, filename: str, lineno: int, *args: Any, **kw: Any) -> None:
+    def _showwarning(
+        self, message: Any, category: Any, filename: str, lineno: int, *args: Any, **kw: Any
+    ) -> None:
         if self._MESSAGE in str(message):
             self.health.on_sync_warning()
             return

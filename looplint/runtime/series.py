@@ -9,6 +9,7 @@ running sum when such segments cover most of it.
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from collections.abc import Sequence
@@ -22,7 +23,7 @@ def _grows_like_sum(segment: Sequence[float]) -> bool:
     first = segment[0]
     if first <= 0:
         return False
-    increments = [b - a for a, b in zip(segment, segment[1:])]
+    increments = [b - a for a, b in itertools.pairwise(segment)]
     typical = statistics.median(increments)
     # Each increment is about one window's loss, and so was the first logged value.
     if not 0.2 * first <= typical <= 12 * first:

@@ -6,7 +6,8 @@ import bisect
 import functools
 import time
 import warnings
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
 
@@ -14,7 +15,8 @@ from looplint.findings import Finding
 from looplint.runtime.grads import GradTracker, OptimizerState
 from looplint.runtime.health import GRAD_CHECK_EVERY, GRAD_CHECK_FIRST, Health, SyncCounter
 from looplint.runtime.patches import Undo
-from looplint.runtime.sites import Site, display_path, user_site
+from looplint.runtime.problems import Problem
+from looplint.runtime.sites import display_path, user_site
 from looplint.runtime.writers import WriterTracker
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -261,30 +263,35 @@ class Session:
     # -- results ----------------------------------------------------------------------------
     def finish(self, report: RuntimeReport) -> None:
         """Turn observations into findings (reads the lazily kept values; call after stop())."""
-        problems: list[tuple[str, Site | None, str, list[Site], dict[str, Any]]] = []
+        problems: list[Problem] = []
         try:
-            for problem in self.grads.problems.values():
-                details = dict(problem.details)
-                details.update(optimizer=problem.optimizer, first_step=problem.first_step,
-                               steps_affected=problem.occurrences)
-                message = problem.message
-                if problem.occurrences > 1:
-                    message += f" (first at step {problem.first_step}; {problem.occurrences} steps affected)"
-                problems.append((problem.code, problem.site, message, problem.related, details))
+            for grad_problem in self.grads.problems.values():
+                details = dict(grad_problem.details)
+                details.update(
+                    optimizer=grad_problem.optimizer,
+                    first_step=grad_problem.first_step,
+                    steps_affected=grad_problem.occurrences,
+                )
+                message = grad_problem.message
+                if grad_problem.occurrences > 1:
+                    message += (
+                        f" (first at step {grad_problem.first_step}; "
+                        f"{grad_problem.occurrences} steps affected)"
+                    )
+                problems.append(
+                    Problem(grad_problem.code, grad_problem.site, message, grad_problem.related, details)
+                )
             if self.health_checks:
                 problems.extend(self._health_problems())
             if self.writer_checks:
-                for problem in self.writers.finish(self._started, stopped_early=self.stopped_early):
-                    problems.append((problem.code, problem.site, problem.message, problem.related,
-                                     problem.details))
+                problems.extend(self.writers.finish(self._started, stopped_early=self.stopped_early))
         except Exception as error:  # noqa: BLE001
             self._internal_error(error)
         for results in self._notify("finish"):
             for finding in results or ():
                 if isinstance(finding, Finding):
                     report.findings.append(finding.with_(origin="runtime"))
-        for code, site, message, related, details in problems:
-            report.findings.append(_finding(code, site, message, related, details))
+        report.findings.extend(_finding(problem) for problem in problems)
         report.findings.sort()
         report.summary = self._summary()
         report.finished = True
@@ -296,51 +303,49 @@ class Session:
                 stacklevel=3,
             )
 
-    def _health_problems(self) -> list[tuple[str, Site | None, str, list[Site], dict[str, Any]]]:
+    def _health_problems(self) -> list[Problem]:
         problems = []
         # A non-finite loss whose step GradScaler skipped did no harm: only used ones count.
         bad_loss = next(
-            (item for item in self.health.losses.non_finite() if self.grads.was_consumed(item[0])), None
+            (item for item in self.health.losses.non_finite() if self.grads.was_consumed(item[0])),
+            None,
         )
         bad_grad = next(self.health.grad_sums.non_finite(), None)
-        if bad_grad is not None:
-            bad_grad = (self.health.step_of(bad_grad[0]), bad_grad[1])
         loss_step = self._steps_before(bad_loss[0]) + 1 if bad_loss is not None else None
-        if bad_grad is not None and (loss_step is None or bad_grad[0][0] < loss_step):
-            (step, site, label), value = bad_grad
+        if bad_grad is not None and (loss_step is None or self.health.step_of(bad_grad[0])[0] < loss_step):
+            (step, site, label), value = self.health.step_of(bad_grad[0]), bad_grad[1]
             later = f"; the loss followed at step {loss_step}" if loss_step else ""
-            when = f"at optimizer step {step}" if step <= GRAD_CHECK_FIRST else (
-                f"by optimizer step {step} (checked every {GRAD_CHECK_EVERY} steps)"
-            )
-            problems.append((
-                "LL503", site,
+            when = f"at optimizer step {step}"
+            if step > GRAD_CHECK_FIRST:
+                when = f"by optimizer step {step} (checked every {GRAD_CHECK_EVERY} steps)"
+            message = (
                 f"gradients or weights are not finite (inf or nan) {when} after `{label}.step()`: "
-                f"the weights it updated stay non-finite from then on{later}",
-                [], {"step": step, "value": str(value)},
-            ))
+                f"the weights it updated stay non-finite from then on{later}"
+            )
+            problems.append(Problem("LL503", site, message, details={"step": step, "value": str(value)}))
         elif bad_loss is not None:
             backward_id, value = bad_loss
-            problems.append((
-                "LL503", self.health.site_of_backward(backward_id),
+            message = (
                 f"loss is {value} at backward pass {backward_id} (after "
                 f"{self._steps_before(backward_id)} optimizer steps) and an optimizer step used "
-                "its gradients",
-                [], {"backward_pass": backward_id, "step": loss_step, "value": str(value)},
-            ))
+                "its gradients"
+            )
+            details = {"backward_pass": backward_id, "step": loss_step, "value": str(value)}
+            problems.append(
+                Problem("LL503", self.health.site_of_backward(backward_id), message, details=details)
+            )
         syncs = self.health.syncs_per_step
-        if syncs and any(syncs):
-            ordered = sorted(syncs)
-            median = ordered[len(ordered) // 2]
-            top = [(s, n) for s, n in self.health.sync_sites.most_common(3) if s is not None]
+        top = [(s, n) for s, n in self.health.sync_sites.most_common(3) if s is not None]
+        if syncs and top:
+            median = sorted(syncs)[len(syncs) // 2]
             where = ", ".join(f"{s.display()} ({n})" for s, n in top)
-            if median > 0 and top:
-                problems.append((
-                    "LL504", top[0][0],
+            if median > 0:
+                message = (
                     f"{median} host-device synchronizations per optimizer step (median over "
-                    f"{len(syncs)} steps); top call sites: {where}",
-                    [s for s, _ in top[1:]],
-                    {"syncs_per_step": median, "total": sum(syncs), "sites": where},
-                ))
+                    f"{len(syncs)} steps); top call sites: {where}"
+                )
+                details = {"syncs_per_step": median, "total": sum(syncs), "sites": where}
+                problems.append(Problem("LL504", top[0][0], message, [s for s, _ in top[1:]], details))
         return problems
 
     def _steps_before(self, backward_id: int) -> int:
@@ -372,13 +377,14 @@ class Session:
         return summary
 
 
-def _finding(code: str, site: Site | None, message: str, related: list[Site], details: dict[str, Any]) -> Finding:
+def _finding(problem: Problem) -> Finding:
+    site = problem.site
     path, line = (display_path(site.filename), site.line) if site else ("<unknown>", 1)
-    details = dict(details)
-    sites = [s.display() for s in related if s is not None]
+    details = dict(problem.details)
+    sites = [s.display() for s in problem.related if s is not None]
     if sites:
         details["related"] = sites
-    return Finding(path, line, 1, code, message, origin="runtime", details=details)
+    return Finding(path, line, 1, problem.code, problem.message, origin="runtime", details=details)
 
 
 class Watch:
@@ -398,7 +404,7 @@ class Watch:
         session.start()
         return report
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> bool:
         session, report = self._sessions.pop()
         undo_errors = session.stop()
         session.errors.extend(undo_errors)

@@ -50,7 +50,7 @@ def _is_internal(filename: str) -> bool:
         global _LIBRARY_DIRS
         if _LIBRARY_DIRS is None:
             _LIBRARY_DIRS = _library_dirs()
-        if filename.startswith("<frozen") or filename.startswith("<built-in"):
+        if filename.startswith(("<frozen", "<built-in")):
             internal = True
         elif filename.startswith("<"):
             internal = False  # exec'd code, notebook cells

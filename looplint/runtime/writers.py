@@ -13,31 +13,37 @@ import os
 import struct
 import weakref
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from looplint.runtime.patches import Undo
+from looplint.runtime.problems import Problem
 from looplint.runtime.series import is_loss_tag, looks_like_running_sum
 from looplint.runtime.sites import Site, user_site
 
 # Methods whose points need a step to be placed on TensorBoard's x axis.
-_STEP_METHODS = frozenset({
-    "add_scalar", "add_scalars", "add_histogram", "add_histogram_raw", "add_image", "add_images",
-    "add_image_with_boxes", "add_figure", "add_video", "add_audio", "add_pr_curve",
-    "add_pr_curve_raw", "add_tensor", "add_mesh",
-})
+_STEP_METHODS = frozenset(
+    {
+        "add_scalar",
+        "add_scalars",
+        "add_histogram",
+        "add_histogram_raw",
+        "add_image",
+        "add_images",
+        "add_image_with_boxes",
+        "add_figure",
+        "add_video",
+        "add_audio",
+        "add_pr_curve",
+        "add_pr_curve_raw",
+        "add_tensor",
+        "add_mesh",
+    }
+)
 _MAX_POINTS = 100_000  # per tag, kept for the LL202 check
-
-
-@dataclass
-class Problem:
-    code: str
-    site: Site | None
-    message: str
-    related: list[Site] = field(default_factory=list)
-    details: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -182,8 +188,15 @@ class WriterTracker:
         add.__wrapped__ = method  # type: ignore[attr-defined]
         return add
 
-    def _before_write(self, state: WriterState, writer: Any, name: str, step_at: int | None,
-                      args: tuple, kwargs: dict[str, Any]) -> None:
+    def _before_write(
+        self,
+        state: WriterState,
+        writer: Any,
+        name: str,
+        step_at: int | None,
+        args: tuple,
+        kwargs: dict[str, Any],
+    ) -> None:
         state.events += 1
         site = user_site()
         if writer.all_writers is None:  # closed: this write opens a new event file
@@ -244,14 +257,17 @@ class WriterTracker:
                 writer.close()
             elif is_open and state.created_in_session:
                 state.unflushed = self._unflushed(writer)
-                problems.append(Problem(
-                    "LL501", state.created_at,
-                    f"SummaryWriter('{state.log_dir}') is never closed: events still queued when "
-                    f"the process exits are lost ({state.unflushed} of {state.events} were not on "
-                    "disk when the run ended); call writer.close() after training or use "
-                    "`with SummaryWriter(...) as writer:`",
-                    details={"log_dir": state.log_dir, "unflushed_events": state.unflushed},
-                ))
+                problems.append(
+                    Problem(
+                        "LL501",
+                        state.created_at,
+                        f"SummaryWriter('{state.log_dir}') is never closed: events still queued when "
+                        f"the process exits are lost ({state.unflushed} of {state.events} were not on "
+                        "disk when the run ended); call writer.close() after training or use "
+                        "`with SummaryWriter(...) as writer:`",
+                        details={"log_dir": state.log_dir, "unflushed_events": state.unflushed},
+                    )
+                )
             problems.extend(self._close_problems(state))
             problems.extend(self._step_problems(state))
             problems.extend(self._sum_problems(state))
@@ -277,42 +293,54 @@ class WriterTracker:
             return []
         close_site, write_site = state.write_after_close[0]
         closed_at = f" (closed at {close_site.display()})" if close_site else ""
-        problems = [Problem(
-            "LL303", write_site,
-            f"SummaryWriter('{state.log_dir}') was written to after close(){closed_at}: "
-            f"{state.reopened} writes after a close each silently opened a new event file "
-            f"({state.event_files} event files in {state.log_dir})",
-            related=[s for s in (close_site,) if s],
-            details={"reopened": state.reopened, "event_files": state.event_files},
-        )]
+        problems = [
+            Problem(
+                "LL303",
+                write_site,
+                f"SummaryWriter('{state.log_dir}') was written to after close(){closed_at}: "
+                f"{state.reopened} writes after a close each silently opened a new event file "
+                f"({state.event_files} event files in {state.log_dir})",
+                related=[s for s in (close_site,) if s],
+                details={"reopened": state.reopened, "event_files": state.event_files},
+            )
+        ]
         for site, reopened in state.reopened_after.items():
             if site is not None and state.close_sites[site] >= 2:
-                problems.append(Problem(
-                    "LL301", site,
-                    f"writer.close() ran {state.close_sites[site]} times during training and the "
-                    f"writer was written to again {reopened} times after it: each reopening "
-                    f"started a new event file ({state.event_files} in {state.log_dir})",
-                    related=[s for _, s in state.write_after_close[:1] if s],
-                    details={"closes": state.close_sites[site], "event_files": state.event_files},
-                ))
+                problems.append(
+                    Problem(
+                        "LL301",
+                        site,
+                        f"writer.close() ran {state.close_sites[site]} times during training and the "
+                        f"writer was written to again {reopened} times after it: each reopening "
+                        f"started a new event file ({state.event_files} in {state.log_dir})",
+                        related=[s for _, s in state.write_after_close[:1] if s],
+                        details={"closes": state.close_sites[site], "event_files": state.event_files},
+                    )
+                )
         return problems
 
     def _step_problems(self, state: WriterState) -> list[Problem]:
         problems = []
         for site, count in state.missing_step.items():
-            problems.append(Problem(
-                "LL502", site,
-                f"logged without global_step ({count} calls): TensorBoard puts every point at "
-                "step 0; pass the global step counter",
-                details={"calls": count},
-            ))
+            problems.append(
+                Problem(
+                    "LL502",
+                    site,
+                    f"logged without global_step ({count} calls): TensorBoard puts every point at "
+                    "step 0; pass the global step counter",
+                    details={"calls": count},
+                )
+            )
         for tag, (site, count, previous, step) in state.backwards.items():
-            problems.append(Problem(
-                "LL502", site,
-                f"global_step of tag '{tag}' does not increase: step {step} logged after step "
-                f"{previous} ({count} times); use a counter that keeps growing across epochs",
-                details={"tag": tag, "times": count},
-            ))
+            problems.append(
+                Problem(
+                    "LL502",
+                    site,
+                    f"global_step of tag '{tag}' does not increase: step {step} logged after step "
+                    f"{previous} ({count} times); use a counter that keeps growing across epochs",
+                    details={"tag": tag, "times": count},
+                )
+            )
         return problems
 
     def _sum_problems(self, state: WriterState) -> list[Problem]:
@@ -320,13 +348,16 @@ class WriterTracker:
         for tag, points in state.loss_points.items():
             values = _to_floats(points)
             if values is not None and looks_like_running_sum(values):
-                problems.append(Problem(
-                    "LL202", state.loss_sites.get(tag),
-                    f"tag '{tag}' grows like a running sum ({len(values)} points from "
-                    f"{values[0]:.4g} to {max(values):.4g}): the logged value is an accumulated "
-                    "loss that was not divided by its count",
-                    details={"tag": tag, "points": len(values)},
-                ))
+                problems.append(
+                    Problem(
+                        "LL202",
+                        state.loss_sites.get(tag),
+                        f"tag '{tag}' grows like a running sum ({len(values)} points from "
+                        f"{values[0]:.4g} to {max(values):.4g}): the logged value is an accumulated "
+                        "loss that was not divided by its count",
+                        details={"tag": tag, "points": len(values)},
+                    )
+                )
         return problems
 
     def summary(self) -> list[dict[str, Any]]:
