@@ -108,6 +108,8 @@ class Model:
         self.scaler_stepped: set[str] = set()  # X in scaler.step(X)
         self.loss_tensors: set[str] = set()  # names bound to a loss computation or backwarded
         self.imports: set[str] = set()  # top-level package of every import (`torch`, `mxnet`)
+        self.loss_accumulators: set[str] = set()  # names that get `+= <loss>`
+        self._aliases: dict[str, set[str]] = {}  # `opt = self.optimizer`: both name one object
         self._expanded: dict[int, list[Event]] = {}
         self._call_sites: dict[int, list[Event]] | None = None
         _Builder(self).build(module)
@@ -166,6 +168,17 @@ class Model:
                 return scope.local_functions[target]
             scope = scope.parent
         return self.functions.get(target)
+
+    def add_alias(self, name: str, other: str | None) -> None:
+        if other is None or other == name:
+            return
+        group = self._aliases.get(name, {name}) | self._aliases.get(other, {other})
+        for member in group:
+            self._aliases[member] = group
+
+    def same(self, a: str | None, b: str | None) -> bool:
+        """Do the two names refer to one object (`optimizer = self.optimizer`)?"""
+        return a == b or (a is not None and b in self._aliases.get(a, ()))
 
     def call_sites(self, scope: Scope) -> list[Event]:
         """The calls of this module that resolve to the scope (a helper or method)."""
@@ -396,6 +409,8 @@ class _Builder:
             self.accumulate(name, value.right, node, ctx)
             return
         kind = _value_kind(value)
+        if kind == "alias":
+            self.model.add_alias(name, names.dotted(value))
         if kind != "zero" and name in self.dotted_reads(value):
             # `total = total / n`, `total = gather(total).sum() / n`: the sum is transformed here.
             self.emit(DIVIDE, name, node, ctx)
@@ -415,6 +430,8 @@ class _Builder:
 
     def accumulate(self, target: str, value: cst.BaseExpression, node, ctx: _Context) -> None:
         raw, any_loss = _loss_terms(value, self.model.loss_tensors)
+        if any_loss:
+            self.model.loss_accumulators.add(target)
         self.emit(
             ACCUMULATE,
             target,

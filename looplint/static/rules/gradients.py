@@ -20,7 +20,7 @@ def _clears(model: Model, event: Event, optimizer: str) -> bool:
         # model.zero_grad(), self.zero_grad(), `p.grad = None` and `for opt in opts: opt.zero_grad()`
         # clear whatever they cover.
         return (
-            event.name == optimizer
+            model.same(event.name, optimizer)
             or model.role(event.name) != "optimizer"
             or any(event.name in loop.targets for loop in event.loops)
         )

@@ -22,7 +22,29 @@ def _is_writer(model: Model, name: str | None, events: list[Event]) -> bool:
     )
 
 
-def _closing_loop(events: list[Event], close: Event) -> Loop | None:
+def _last_iteration_only(model: Model, close: Event, loop: Loop) -> bool:
+    """`if epoch == epochs - 1: writer.close()` or `if done: writer.close(); break`."""
+    statement = model.parent_statement.get(close.statement)
+    while statement is not None and statement is not loop.node:
+        if isinstance(statement, cst.If):
+            test = statement.test
+            if isinstance(test, cst.Comparison) and any(
+                isinstance(target.operator, cst.Equal) for target in test.comparisons
+            ):
+                compared = {names.dotted(test.left)} | {names.dotted(t.comparator) for t in test.comparisons}
+                if compared & set(loop.targets):
+                    return True
+            body = getattr(statement.body, "body", ())
+            last = body[-1] if body else None
+            if isinstance(last, cst.SimpleStatementLine) and isinstance(
+                last.body[-1], (cst.Break, cst.Return)
+            ):
+                return True
+        statement = model.parent_statement.get(statement)
+    return False
+
+
+def _closing_loop(model: Model, events: list[Event], close: Event) -> Loop | None:
     """The outermost loop around the close that also writes with that writer and reuses it."""
     for loop in close.loops:
         if close.name in loop.targets or any(close.name.startswith(t + ".") for t in loop.targets):
@@ -30,6 +52,8 @@ def _closing_loop(events: list[Event], close: Event) -> Loop | None:
         in_loop = [e for e in events if e.in_loop(loop) and e.name == close.name]
         if any(e.kind == ASSIGN for e in in_loop):
             continue  # a new writer each iteration
+        if _last_iteration_only(model, close, loop):
+            return None
         if any(e.kind == WRITE for e in in_loop):
             return loop
     return None
@@ -41,7 +65,7 @@ def writer_close_in_loop(model: Model) -> Iterator[Hit]:
         closes = [e for e in events if e.kind == CLOSE and e.loops and _is_writer(model, e.name, events)]
         placed: set[int] = set()
         for close in closes:
-            loop = _closing_loop(events, close)
+            loop = _closing_loop(model, events, close)
             if loop is None:
                 continue
             first_for_loop = id(loop) not in placed
@@ -90,9 +114,14 @@ def writer_used_after_close(model: Model) -> Iterator[Hit]:
         for index, close in enumerate(events):
             if close.kind != CLOSE or not _is_writer(model, close.name, events):
                 continue
-            if close.loops and _closing_loop(events, close) is not None:
+            if close.loops and _closing_loop(model, events, close) is not None:
                 continue  # reported by LL301
+            leaves = _jump_after(model, close)
+            if leaves == "return":
+                continue
             for later in events[index + 1 :]:
+                if leaves and close.loops and later.in_loop(close.loops[-1]):
+                    continue  # `close(); break`: the rest of the loop body does not run
                 if later.name != close.name:
                     continue
                 if later.kind == ASSIGN:
@@ -106,6 +135,19 @@ def writer_used_after_close(model: Model) -> Iterator[Hit]:
                         "apart from the run; write everything before closing",
                     )
                     break
+
+
+def _jump_after(model: Model, event: Event) -> str | None:
+    """'break', 'continue' or 'return' when the statements after the event's leave its block."""
+    owner, index = model.block_of.get(event.statement, (None, 0))
+    for statement in getattr(owner, "body", ())[index + 1 :]:
+        if isinstance(statement, cst.SimpleStatementLine):
+            for small in statement.body:
+                if isinstance(small, cst.Return):
+                    return "return"
+                if isinstance(small, (cst.Break, cst.Continue)):
+                    return "break"
+    return None
 
 
 def scalar_logged_as_image(model: Model) -> Iterator[Hit]:
@@ -143,4 +185,4 @@ def _is_number(model: Model, node: cst.BaseExpression) -> bool:
     if isinstance(node, cst.BinaryOperation):
         return _is_number(model, node.left) and _is_number(model, node.right)
     name = names.dotted(node)
-    return name is not None and (names.looks_like_loss(name) or name in model.loss_tensors)
+    return name is not None and (name in model.loss_tensors or name in model.loss_accumulators)
