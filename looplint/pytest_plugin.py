@@ -110,7 +110,11 @@ class LooplintFile(pytest.File):
     """A file linted by looplint: it holds one item."""
 
     def collect(self):  # type: ignore[override]
-        yield LooplintItem.from_parent(self, name="looplint")
+        item = LooplintItem.from_parent(self, name="looplint")
+        state = self.config.stash[_STATE]
+        if state.passed.get(str(self.path)) == state.fingerprint(self.path):
+            item.add_marker(pytest.mark.skip(reason="looplint: unchanged since it last passed"))
+        yield item
 
 
 class LooplintError(Exception):
@@ -127,11 +131,6 @@ class LooplintItem(pytest.Item):
     @property
     def _state(self) -> _LintState:
         return self.config.stash[_STATE]
-
-    def setup(self) -> None:
-        key = str(self.path)
-        if self._state.passed.get(key) == self._state.fingerprint(self.path):
-            pytest.skip("looplint: unchanged since it last passed")
 
     def runtest(self) -> None:
         from looplint.engine import FileError, lint_file
@@ -154,8 +153,8 @@ class LooplintItem(pytest.Item):
             return str(excinfo.value)
         return super().repr_failure(excinfo, style=style)
 
-    def reportinfo(self) -> tuple[Path, None, str]:
-        return self.path, None, f"looplint: {_relative(self.path, self._state.rootdir)}"
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, 0, f"looplint: {_relative(self.path, self._state.rootdir)}"
 
 
 def _relative(path: Path, start: Path) -> str:
