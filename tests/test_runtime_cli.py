@@ -175,6 +175,7 @@ def test_buggy_fixture_report_confirms_static_findings(tmp_path, capsys, monkeyp
     assert "SummaryWriter" in out and "2 event files" in out
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (ROOT / "looplint" / "__main__.py").exists(), reason="needs the looplint CLI")
 def test_python_m_looplint_run_subprocess(tmp_path):
     script = write_script(tmp_path, LOOP.format(clear="pass", code=0))
@@ -189,3 +190,15 @@ def test_python_m_looplint_run_subprocess(tmp_path):
     )
     assert result.returncode == 1, result.stderr
     assert '"LL101"' in result.stdout
+
+
+@pytest.mark.slow
+def test_lr_find_is_delegated_with_its_options(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("looplint.lrfind.script")
+    monkeypatch.chdir(tmp_path)
+    script = str(FIXTURES / "two_optimizers.py")
+    out_dir = tmp_path / "lr"
+    code = main([script, "--lr-find", "--steps", "4", "--min-lr", "1e-4", "--out-dir", str(out_dir)])
+    assert code in (0, 1)  # 1: no suggestion from so few steps
+    assert "lr-find" in capsys.readouterr().out
+    assert (out_dir / "lr_find.png").exists()
