@@ -19,56 +19,70 @@ class Site:
         return f"{display_path(self.filename)}:{self.line}"
 
 
-def _library_dirs() -> tuple[str, ...]:
+def _library_dirs() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(core dirs: torch, tensorboard, looplint, the standard library; installed packages)."""
     import torch
 
     import looplint
 
-    dirs = {os.path.dirname(torch.__file__), os.path.dirname(looplint.__file__)}
+    core = {os.path.dirname(torch.__file__), os.path.dirname(looplint.__file__)}
     try:
         import tensorboard
 
-        dirs.add(os.path.dirname(tensorboard.__file__))
+        core.add(os.path.dirname(tensorboard.__file__))
     except ImportError:
         pass
-    # Frames in the standard library and installed packages (runpy, accelerate, ...) are not the
-    # user's call site either.
-    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
-        path = sysconfig.get_paths().get(key)
-        if path:
-            dirs.add(path)
-    return tuple(os.path.realpath(d) + os.sep for d in dirs)
+    paths = sysconfig.get_paths()
+    core.update(paths[key] for key in ("stdlib", "platstdlib") if paths.get(key))
+    installed = {paths[key] for key in ("purelib", "platlib") if paths.get(key)}
+    return (
+        tuple(os.path.realpath(d) + os.sep for d in core),
+        tuple(os.path.realpath(d) + os.sep for d in installed),
+    )
 
 
-_LIBRARY_DIRS: tuple[str, ...] | None = None
-_internal_cache: dict[str, bool] = {}
+_LIBRARY_DIRS: tuple[tuple[str, ...], tuple[str, ...]] | None = None
+_kind_cache: dict[str, int] = {}
+_USER, _INSTALLED, _CORE = 0, 1, 2
 
 
-def _is_internal(filename: str) -> bool:
-    internal = _internal_cache.get(filename)
-    if internal is None:
+def _kind(filename: str) -> int:
+    kind = _kind_cache.get(filename)
+    if kind is None:
         global _LIBRARY_DIRS
         if _LIBRARY_DIRS is None:
             _LIBRARY_DIRS = _library_dirs()
+        core, installed = _LIBRARY_DIRS
         if filename.startswith(("<frozen", "<built-in")):
-            internal = True
+            kind = _CORE
         elif filename.startswith("<"):
-            internal = False  # exec'd code, notebook cells
+            kind = _USER  # exec'd code, notebook cells
         else:
-            internal = os.path.realpath(filename).startswith(_LIBRARY_DIRS)
-        _internal_cache[filename] = internal
-    return internal
+            real = os.path.realpath(filename)
+            kind = _CORE if real.startswith(core) else _INSTALLED if real.startswith(installed) else _USER
+        _kind_cache[filename] = kind
+    return kind
+
+
+def _is_internal(filename: str) -> bool:
+    return _kind(filename) != _USER
 
 
 def user_site(skip: int = 1) -> Site | None:
-    """The innermost frame outside torch, tensorboard, looplint and installed libraries."""
+    """The innermost frame of the user's code: outside torch, tensorboard, looplint, the standard
+    library and installed packages (or, when the whole stack is library code, the innermost frame
+    of an installed package that is not torch, e.g. a training framework)."""
     frame = sys._getframe(skip)
+    fallback = None
     while frame is not None:
         filename = frame.f_code.co_filename
-        if not _is_internal(filename):
+        kind = _kind(filename)
+        if kind == _USER:
             return Site(filename, frame.f_lineno)
+        if kind == _INSTALLED and fallback is None:
+            fallback = Site(filename, frame.f_lineno)
         frame = frame.f_back
-    return None
+    return fallback
 
 
 # Maps the filename Python runs to the path the user typed (set by `looplint run`).
