@@ -104,8 +104,8 @@ def test_every_way_of_clearing_is_silent(style):
 
 def test_accumulation_steps_asserted():
     model = make_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)  # before watch(): found in the graph
     with watch(accumulation_steps=3) as good:
-        optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
         for i in range(9):
             x, y = batch()
             (nn.functional.mse_loss(model(x), y) / 3).backward()

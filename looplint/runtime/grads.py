@@ -24,7 +24,17 @@ from looplint.runtime.sites import Site, user_site
 class _ParamState:
     """What the current .grad of one parameter is made of."""
 
-    __slots__ = ("__weakref__", "clear_site", "count", "first", "grad_ptr", "grad_ref", "last", "param_ref")
+    __slots__ = (
+        "__weakref__",
+        "clear_site",
+        "count",
+        "first",
+        "grad_ptr",
+        "grad_ref",
+        "last",
+        "param_ref",
+        "seen_from_start",
+    )
 
     def __init__(self, param: torch.Tensor) -> None:
         self.param_ref = weakref.ref(param)
@@ -34,6 +44,7 @@ class _ParamState:
         self.grad_ref: weakref.ref[torch.Tensor] | None = None
         self.grad_ptr = 0  # data_ptr of that .grad, to recognize `p.grad.zero_()`
         self.clear_site: Site | None = None
+        self.seen_from_start = False  # hooked before the session's first backward pass
 
     def clear(self, site: Site | None) -> None:
         self.count = 0
@@ -107,8 +118,28 @@ class GradTracker:
             state = OptimizerState(label=label, created_at=site, evaluated=from_start)
             self.optimizers[key] = state
             self._optimizer_refs[key] = optimizer
+            self._sync_params(optimizer, state)
+            # Created before the session but its parameters were hooked before the first
+            # backward pass (found in that pass's graph): its history is complete.
+            state.evaluated = from_start or all(p.seen_from_start for p in state.params)
+            return state
         self._sync_params(optimizer, state)
         return state
+
+    def hook_graph_leaves(self, roots: Any, limit: int = 100_000) -> None:
+        """Before the session's first backward pass: hook the parameters its graph reaches, so
+        optimizers created before the session are observed from their first step."""
+        stack = [t.grad_fn for t in roots if isinstance(t, torch.Tensor) and t.grad_fn is not None]
+        seen: set[int] = set()
+        while stack and len(seen) < limit:
+            node = stack.pop()
+            if node is None or id(node) in seen:
+                continue
+            seen.add(id(node))
+            variable = getattr(node, "variable", None)  # AccumulateGrad: a leaf that gets .grad
+            if isinstance(variable, torch.Tensor):
+                self._param_state(variable).seen_from_start = True
+            stack.extend(next_node for next_node, _ in node.next_functions)
 
     def _sync_params(self, optimizer: torch.optim.Optimizer, state: OptimizerState) -> None:
         count = sum(len(group["params"]) for group in optimizer.param_groups)

@@ -231,6 +231,8 @@ class Session:
     # -- hooks ------------------------------------------------------------------------------
     def _on_backward(self, tensors: Any) -> None:
         site = user_site()
+        if self.grad_checks and self.grads.backward_count == 0:
+            self.grads.hook_graph_leaves(tensors if isinstance(tensors, (tuple, list)) else (tensors,))
         self.grads.on_backward(site)
         loss = tensors if isinstance(tensors, torch.Tensor) else None
         if loss is None and isinstance(tensors, (tuple, list)) and len(tensors) == 1:
