@@ -39,6 +39,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FINDINGS
     except KeyboardInterrupt:
         return 130
+    except Exception as error:  # noqa: BLE001 - a bug of ours: one line, never a traceback
+        _error(f"internal error ({type(error).__name__}: {error}); please report it")
+        return EXIT_ERROR
 
 
 def _error(message: str) -> None:
