@@ -59,6 +59,7 @@ def notebooks_supported() -> bool:
 
 
 def sort_key(finding: Finding) -> tuple:
+    """Report order: path, notebook cell, line, column, code."""
     cell = (finding.details or {}).get("cell", 0)
     return (finding.path, cell, finding.line, finding.column, finding.code, finding.message)
 
