@@ -121,11 +121,14 @@ def test_no_matching_files_skips_the_hook(project: Project):
     assert "(no files to check)Skipped" in result.stdout
 
 
-def test_hundreds_of_files_and_a_notebook(project: Project):
+def test_hundreds_of_files_a_notebook_and_an_exclude(project: Project):
     nbformat = pytest.importorskip("nbformat")
     for index in range(300):
         project.add(f"pkg/module_{index}.py", FIXED if index % 2 else f"VALUE = {index}\n")
     project.add("pkg/module_150.py", BUGGY)
+    # The project's own exclude applies to the files pre-commit names one by one.
+    project.add("vendor/old_train.py", BUGGY)
+    project.add("pyproject.toml", '[tool.looplint]\nexclude = ["vendor"]\n')
     notebook = nbformat.v4.new_notebook()
     notebook.cells = [nbformat.v4.new_markdown_cell("# Train"), nbformat.v4.new_code_cell(BUGGY)]
     project.add("train.ipynb", nbformat.writes(notebook))
