@@ -474,3 +474,17 @@ def test_late_non_finite_gradients_and_bounded_bookkeeping():
     assert len(session.grads._grad_ptrs) <= 4
     (finding,) = [f for f in report.findings if f.code == "LL503"]
     assert "by optimizer step 20 (checked every 10 steps)" in finding.message
+
+
+def test_stepping_twice_on_the_same_gradients():
+    model = make_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    with watch() as report:
+        for _ in range(2):
+            optimizer.zero_grad()
+            x, y = batch()
+            nn.functional.mse_loss(model(x), y).backward()
+            optimizer.step()
+            optimizer.step()
+    (finding,) = report.findings
+    assert finding.code == "LL101" and "applied the gradients of 4 parameters a second time" in finding.message

@@ -311,13 +311,23 @@ class GradTracker:
         clear_sites: Counter,
     ) -> None:
         if stale_params:
+            if stale_passes > 1:
+                message = (
+                    f"gradients of {stale_params} parameters accumulated across {stale_passes} "
+                    f"backward passes without being cleared: `{state.label}.step()` also used "
+                    "gradients that its previous step had already applied"
+                )
+            else:
+                message = (
+                    f"`{state.label}.step()` applied the gradients of {stale_params} parameters a "
+                    "second time: its previous step already used them, and neither a clear nor a "
+                    "backward pass came in between"
+                )
             self._record(
                 "LL101",
                 state,
                 site,
-                f"gradients of {stale_params} parameters accumulated across {stale_passes} backward "
-                f"passes without being cleared: `{state.label}.step()` also used gradients that its "
-                "previous step had already applied",
+                message,
                 details={"parameters": stale_params, "backward_passes": stale_passes},
             )
         elif (
