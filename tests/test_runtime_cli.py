@@ -113,6 +113,7 @@ def test_max_steps_stops_cleanly_and_writers_are_still_checked(tmp_path, capsys,
     "argv, message",
     [
         (["missing.py"], "no such file: missing.py"),
+        (["."], ". is a directory without __main__.py"),
         (["{script}", "--max-steps", "0"], "expected a positive integer"),
         (["{script}", "--format", "xml"], "invalid choice"),
         (["{script}", "--epochs", "3"], "unrecognized arguments"),
@@ -202,3 +203,12 @@ def test_lr_find_is_delegated_with_its_options(tmp_path, capsys, monkeypatch):
     assert code in (0, 1)  # 1: no suggestion from so few steps
     assert "lr-find" in capsys.readouterr().out
     assert (out_dir / "lr_find.png").exists()
+
+
+def test_script_with_a_syntax_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    script = write_script(tmp_path, "for i in range(3:\n    pass\n")
+    assert main([script]) == 1
+    captured = capsys.readouterr()
+    assert "SyntaxError" in captured.err and "looplint" not in captured.err
+    assert "LL000" in captured.out

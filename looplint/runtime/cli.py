@@ -67,6 +67,9 @@ def main(argv: list[str]) -> int:
     if not os.path.exists(args.script):
         print(f"looplint run: error: no such file: {args.script}", file=sys.stderr)
         return USAGE_ERROR
+    if os.path.isdir(args.script) and not os.path.isfile(os.path.join(args.script, "__main__.py")):
+        print(f"looplint run: error: {args.script} is a directory without __main__.py", file=sys.stderr)
+        return USAGE_ERROR
     if args.lr_find:
         return _lr_find(args, script_args)
 
@@ -145,7 +148,8 @@ def _print_script_traceback(error: BaseException) -> None:
     tb = error.__traceback__
     while tb is not None and _is_internal(tb.tb_frame.f_code.co_filename):
         tb = tb.tb_next
-    traceback.print_exception(type(error), error, tb or error.__traceback__)
+    # No frame of the script (e.g. a SyntaxError while compiling it): the message alone says it.
+    traceback.print_exception(type(error), error, tb)
 
 
 def _static_findings(script: str) -> list[Finding]:
