@@ -84,11 +84,14 @@ class _LintState:
 
     def config_for(self, path: Path) -> Any:
         """The looplint configuration that applies to a file (one lookup per directory)."""
-        from looplint.config import load_config
+        from looplint.config import ConfigError, load_config
 
         directory = path.parent
         if directory not in self._configs:
-            self._configs[directory] = load_config(directory)
+            try:
+                self._configs[directory] = load_config(directory)
+            except ConfigError as error:  # reported as a collection error, without a traceback
+                raise pytest.Collector.CollectError(f"looplint: {error}") from None
         return self._configs[directory]
 
     def fingerprint(self, path: Path) -> list[Any]:

@@ -221,3 +221,14 @@ def test_importing_looplint_does_not_import_pytest():
         """
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_broken_configuration_is_a_clear_collection_error(pytester: pytest.Pytester):
+    pytester.makepyfile(train=CLEAN)
+    pytester.makepyprojecttoml('[tool.looplint]\nselcet = ["LL1"]\n')
+    result = pytester.runpytest("--looplint")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(
+        ["*looplint: *pyproject.toml: [[]tool.looplint[]]: unknown key 'selcet'*"]
+    )
+    result.stdout.no_fnmatch_line("*Traceback*")
