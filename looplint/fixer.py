@@ -263,8 +263,11 @@ def decode_source(data: bytes) -> tuple[str, str]:
 
 
 def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    """Replace the file's content at once (temporary file + rename), keeping its permissions."""
-    target = Path(path)
+    """Replace the file's content at once (temporary file + rename), keeping its permissions.
+
+    A symbolic link stays a link: the file it points to is the one replaced.
+    """
+    target = Path(os.path.realpath(path))
     try:
         mode = stat.S_IMODE(target.stat().st_mode)
     except FileNotFoundError:

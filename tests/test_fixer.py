@@ -272,3 +272,13 @@ def test_whatever_the_fixes_the_result_parses_and_is_a_fixpoint(raw_edits):
     result = apply_fixes(LOOP, toy_analyze(LOOP) + arbitrary, toy_analyze)
     compile(result.source, "toy.py", "exec")
     assert fix_toy(result.source).source == result.source
+
+
+def test_write_atomic_through_a_symlink_keeps_the_link(tmp_path):
+    real = tmp_path / "real.py"
+    real.write_bytes(b"old\n")
+    link = tmp_path / "train.py"
+    link.symlink_to(real)
+    write_atomic(link, b"new\n")
+    assert link.is_symlink()
+    assert real.read_bytes() == b"new\n"
