@@ -348,3 +348,13 @@ def test_noqa_comments_keep_their_line_unfixed():
     outcome = fix_bytes(buggy.encode(), "train.py")
     assert outcome.new_data == buggy.encode()
     assert outcome.remaining == []
+
+
+def test_a_notebook_keeps_its_bom_and_crlf_layout():
+    original = EXAMPLE_NOTEBOOK.read_text(encoding="utf-8").replace("\n", "\r\n")
+    data = b"\xef\xbb\xbf" + original.encode()
+    outcome = fix_bytes(data, "train.ipynb")
+    assert outcome.new_data.startswith(b"\xef\xbb\xbf")
+    fixed = outcome.new_data[3:].decode()
+    assert "\n" not in fixed.replace("\r\n", "")  # every newline of the file is still CRLF
+    assert '"        optimizer.zero_grad()\\n",\r\n' in fixed
