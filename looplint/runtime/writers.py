@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import inspect
+import numbers
 import os
 import struct
 import weakref
@@ -224,8 +225,9 @@ class WriterTracker:
                     self._observe(state, f"{tag}/{sub}", step, value, site)
 
     def _observe(self, state: WriterState, tag: str, step: Any, value: Any, site: Site | None) -> None:
-        if isinstance(step, (int,)) or (hasattr(step, "__index__") and not isinstance(step, torch.Tensor)):
-            step = int(step)
+        # Tensor steps are skipped: reading them could synchronize with the device.
+        if isinstance(step, numbers.Real) and not isinstance(step, torch.Tensor):
+            step = int(step)  # event files store the step as an integer
             previous = state.last_step.get(tag)
             if previous is not None and step <= previous:
                 record = state.backwards.get(tag)
