@@ -83,7 +83,6 @@ class Session:
         self.writers.on_new_writer = lambda writer: self._notify("on_writer", writer)
         self._undo = Undo()
         self._started = 0.0
-        self._active = False
         self.stopped_early = False  # ended by max_steps: the script never reached its own cleanup
 
     # -- safety -----------------------------------------------------------------------------
@@ -111,12 +110,10 @@ class Session:
     # -- install / remove ---------------------------------------------------------------------
     def start(self) -> None:
         self._started = time.time()
-        self._active = True
         try:
             self._install()
         except BaseException:
             self._undo.run()
-            self._active = False
             raise
 
     def _install(self) -> None:
@@ -225,7 +222,6 @@ class Session:
 
     def stop(self) -> list[str]:
         """Remove every hook and patch; returns the errors met while undoing."""
-        self._active = False
         return [f"{type(e).__name__}: {e}" for e in self._undo.run()]
 
     # -- hooks ------------------------------------------------------------------------------
