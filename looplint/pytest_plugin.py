@@ -96,9 +96,11 @@ class _LintState:
 
     def fingerprint(self, path: Path) -> list[Any]:
         """What must stay the same for a passed file to be skipped: the file, looplint, config."""
+        from looplint.cache import code_fingerprint  # looplint's version and its modules
+
         stat = path.stat()
         config = self.config_for(path)
-        return [stat.st_mtime_ns, stat.st_size, looplint.__version__, config.fingerprint()]
+        return [stat.st_mtime_ns, stat.st_size, code_fingerprint(), config.fingerprint()]
 
     def save(self) -> None:
         if self.cache is not None:  # files that are gone are forgotten
