@@ -177,8 +177,11 @@ class LoopHygiene:
         self.ignored: set[str] = set()
 
     def ignore(self, *codes: str) -> None:
-        """Do not fail the test for these rule codes."""
-        self.ignored.update(codes)
+        """Do not fail the test for these rule codes (a prefix such as `LL5` covers its codes)."""
+        self.ignored.update(code.upper() for code in codes)
+
+    def is_ignored(self, finding: Finding) -> bool:
+        return finding.code.startswith(tuple(self.ignored))
 
 
 @pytest.fixture
@@ -198,7 +201,8 @@ def pytest_runtest_call(item: pytest.Item):
         return (yield)
     hygiene = hygiene if isinstance(hygiene, LoopHygiene) else LoopHygiene()
     options = dict(marker.kwargs) if marker else {}
-    hygiene.ignore(*options.pop("ignore", ()))
+    ignored = options.pop("ignore", ())
+    hygiene.ignore(*([ignored] if isinstance(ignored, str) else ignored))
     if marker is not None and marker.args:
         pytest.fail(f"{WATCH_MARKER}() takes keyword arguments only", pytrace=False)
     try:
@@ -212,7 +216,7 @@ def pytest_runtest_call(item: pytest.Item):
     with watcher as report:
         hygiene.report = report
         result = yield
-    problems = [f for f in report.findings if f.code not in hygiene.ignored]
+    problems = [f for f in report.findings if not hygiene.is_ignored(f)]
     if problems:
         pytest.fail(_watch_failure(problems), pytrace=False)
     return result

@@ -159,6 +159,11 @@ def test_never_clears_but_says_so(looplint_watch):
     assert looplint_watch.report is not None
 
 
+@pytest.mark.loop_hygiene(ignore="ll1")
+def test_never_clears_but_the_marker_says_so():
+    train(3, clear=False)
+
+
 def test_clean_loop_with_fixture(looplint_watch):
     train(3)
 
@@ -180,8 +185,13 @@ def test_loop_hygiene_marker_and_fixture(pytester: pytest.Pytester):
     pytester.makepyfile(test_training=TRAINING_TESTS)
     # A separate process: the watched tests import torch modules that cannot be imported twice.
     session = pytester.runpytest_subprocess("-rA", "-p", "no:cacheprovider")
-    assert session.parseoutcomes() == {"passed": 3, "failed": 4}
-    for name in ("accumulates_as_declared", "never_clears_but_says_so", "clean_loop_with_fixture"):
+    assert session.parseoutcomes() == {"passed": 4, "failed": 4}
+    for name in (
+        "accumulates_as_declared",
+        "never_clears_but_says_so",
+        "never_clears_but_the_marker_says_so",
+        "clean_loop_with_fixture",
+    ):
         session.stdout.fnmatch_lines([f"PASSED test_training.py::test_{name}"])
 
     text = session.stdout.str()
