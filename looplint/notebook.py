@@ -139,8 +139,8 @@ class NotebookSource:
                 target = touched.pop()
             elif i1 > 0:  # pure insertion: it belongs to the cell it follows
                 target = owner[i1 - 1]
-            elif self.cells:
-                target = next(i for i, c in enumerate(self.cells) if c.line_count or i == 0)
+            elif self.cells:  # inserted before everything: the first code cell
+                target = 0
             else:
                 raise NotebookError("the notebook has no code cell to put the fix in")
             cell_lines[target].extend(new_lines[j1:j2])
