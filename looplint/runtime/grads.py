@@ -9,6 +9,8 @@ No tensor value is ever read here.
 
 from __future__ import annotations
 
+import linecache
+import re
 import weakref
 from array import array
 from collections import Counter
@@ -81,6 +83,23 @@ class GradProblem:
     occurrences: int = 1
     related: list[Site] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
+
+
+_STEP_CALL = re.compile(r"([A-Za-z_][\w.]*)\.step\(\s*([A-Za-z_][\w.]*)?")
+
+
+def _optimizer_name(site: Site | None) -> str | None:
+    """The optimizer as the user's step line names it: `opt_d` in `opt_d.step()` or in
+    `scaler.step(opt_d)`; None when the line says something else."""
+    if site is None:
+        return None
+    match = _STEP_CALL.search(linecache.getline(site.filename, site.line))
+    if match is None:
+        return None
+    receiver, argument = match.groups()
+    if "scaler" in receiver.lower():
+        return argument
+    return receiver
 
 
 class GradTracker:
@@ -368,6 +387,9 @@ class GradTracker:
     ) -> None:
         key = (code, id(state), site)
         problem = self.problems.get(key)
+        name = _optimizer_name(site)
+        if name is not None:
+            message = message.replace(f"`{state.label}.step()`", f"`{name}.step()`")
         if problem is not None:
             problem.occurrences += 1
             # Stale gradients pile up step after step: report the worst count seen.
