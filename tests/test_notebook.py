@@ -260,3 +260,14 @@ def test_locate_finding_maps_fix_edits_into_the_cell():
     # An edit on the blanked magic line cannot be expressed in the cell: the fix is dropped.
     on_magic = Fix("touch", (Edit(0, 1, "y"),))
     assert notebook.locate_finding(Finding("t.ipynb", 1, 1, "LL101", "m", fix=on_magic)).fix is None
+
+
+def test_lines_inserted_before_everything_go_to_the_first_code_cell():
+    notebook = notebook_source(write_notebook(("markdown", "# T"), ("code", "x = 1\n")))
+    assert json.loads(notebook.rebuild("import os\nx = 1\n"))["cells"][1]["source"] == [
+        "import os\n",
+        "x = 1\n",
+    ]
+    prose_only = notebook_source(write_notebook(("markdown", "# T")))
+    with pytest.raises(NotebookError, match="no code cell"):
+        prose_only.rebuild("x = 1\n")
