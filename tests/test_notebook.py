@@ -271,3 +271,24 @@ def test_lines_inserted_before_everything_go_to_the_first_code_cell():
     prose_only = notebook_source(write_notebook(("markdown", "# T")))
     with pytest.raises(NotebookError, match="no code cell"):
         prose_only.rebuild("x = 1\n")
+
+
+def test_a_source_stored_as_one_string_stays_one_string():
+    document = json.loads(write_notebook(("code", "x = 1\ny = 2\n")))
+    document["cells"][0]["source"] = "x = 1\ny = 2\n"
+    text = json.dumps(document, indent=1)
+    notebook = notebook_source(text)
+    rebuilt = notebook.rebuild("x = 1\nz = 3\n")
+    assert rebuilt == text.replace('"x = 1\\ny = 2\\n"', '"x = 1\\nz = 3\\n"')
+
+
+def test_a_cell_whose_lines_are_all_removed_becomes_empty():
+    text = write_notebook(("code", "x = 1\n"), ("code", "y = 2\n"))
+    rebuilt = notebook_source(text).rebuild("y = 2\n")
+    assert json.loads(rebuilt)["cells"][0]["source"] == []
+    assert rebuilt == nbformat.writes(nbformat.reads(rebuilt, as_version=4))
+
+
+def test_continued_lines_are_never_magics():
+    cell = "total = first \\\n    % second\nmask = (a\n    !=b)\n"
+    assert notebook_source(write_notebook(("code", cell))).source == cell
