@@ -73,6 +73,7 @@ class _LintState:
         self.invocation_dir = Path(config.invocation_params.dir)
         self.cache = getattr(config, "cache", None)  # absent with -p no:cacheprovider
         self.passed: dict[str, list[Any]] = self.cache.get(CACHE_KEY, {}) if self.cache else {}
+        self.newly_passed: dict[str, list[Any]] = {}
         self._configs: dict[Path, Any] = {}
 
     def wants(self, path: Path) -> bool:
@@ -103,9 +104,12 @@ class _LintState:
         return [stat.st_mtime_ns, stat.st_size, code_fingerprint(), config.fingerprint()]
 
     def save(self) -> None:
-        if self.cache is not None:  # files that are gone are forgotten
-            kept = {path: key for path, key in self.passed.items() if os.path.exists(path)}
-            self.cache.set(CACHE_KEY, kept)
+        """Merge this session's passes into the cache (other processes may have added theirs)."""
+        if self.cache is None or not self.newly_passed:
+            return
+        merged = {**self.cache.get(CACHE_KEY, {}), **self.newly_passed}
+        kept = {path: key for path, key in merged.items() if os.path.exists(path)}
+        self.cache.set(CACHE_KEY, kept)
 
 
 _STATE = pytest.StashKey[_LintState]()
@@ -151,7 +155,7 @@ class LooplintItem(pytest.Item):
             display = _relative(self.path, state.invocation_dir)
             shown: list[Finding] = [f.with_(path=display) for f in findings]
             raise LooplintError(render(shown, "text").rstrip("\n"))
-        state.passed[str(self.path)] = fingerprint
+        state.newly_passed[str(self.path)] = fingerprint
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None):  # type: ignore[override]
         if excinfo.errisinstance(LooplintError):
