@@ -31,7 +31,6 @@ class _ParamState:
         "clear_site",
         "count",
         "first",
-        "grad_ptr",
         "grad_ref",
         "last",
         "param_ref",
@@ -44,7 +43,6 @@ class _ParamState:
         self.count = 0  # backward passes accumulated since the last clear
         self.last = 0  # newest backward id that touched this parameter, even if cleared since
         self.grad_ref: weakref.ref[torch.Tensor] | None = None
-        self.grad_ptr = 0  # data_ptr of that .grad, to recognize `p.grad.zero_()`
         self.clear_site: Site | None = None
         self.seen_from_start = False  # hooked before the session's first backward pass
 
@@ -85,6 +83,13 @@ class GradProblem:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+def _holds_grad_at(state: _ParamState | None, pointer: int) -> bool:
+    """Whether the parameter's current .grad lives at this address."""
+    param = None if state is None else state.param_ref()
+    grad = None if param is None else param.grad
+    return grad is not None and grad.data_ptr() == pointer
+
+
 _STEP_CALL = re.compile(r"([A-Za-z_][\w.]*)\.step\(\s*([A-Za-z_][\w.]*)?")
 
 
@@ -115,7 +120,10 @@ class GradTracker:
         self.optimizers: dict[int, OptimizerState] = {}
         self._optimizer_refs: dict[int, Any] = {}
         self._params: dict[int, _ParamState] = {}
+        # data_ptr of each tracked .grad, to recognize `p.grad.zero_()`; rebuilt only when a
+        # zero_() meets it out of date, so loops that never call zero_() never pay for it.
         self._grad_ptrs: dict[int, _ParamState] = {}
+        self._grad_ptrs_stale = True
         self._handles: list[Any] = []
         self.problems: dict[tuple[str, int, Site | None], GradProblem] = {}
         # [first, last] backward ids whose gradients some optimizer step really used.
@@ -188,12 +196,17 @@ class GradTracker:
         return state
 
     def _see_grad(self, state: _ParamState, grad: torch.Tensor) -> None:
-        """Remember the tensor now in .grad (and forget the address of the previous one)."""
-        if self._grad_ptrs.get(state.grad_ptr) is state:
-            del self._grad_ptrs[state.grad_ptr]
+        """Remember the tensor now in .grad."""
         state.grad_ref = weakref.ref(grad)
-        state.grad_ptr = grad.data_ptr()
-        self._grad_ptrs[state.grad_ptr] = state
+        self._grad_ptrs_stale = True
+
+    def _rebuild_grad_ptrs(self) -> None:
+        self._grad_ptrs.clear()
+        for state in self._params.values():
+            grad = state.grad_ref() if state.grad_ref is not None else None
+            if grad is not None:
+                self._grad_ptrs[grad.data_ptr()] = state
+        self._grad_ptrs_stale = False
 
     def _make_hook(self, state: _ParamState) -> Callable[[torch.Tensor], None]:
         def after_accumulate(param: torch.Tensor) -> None:
@@ -237,17 +250,17 @@ class GradTracker:
             self.on_clear_params(group["params"], site)
 
     def on_tensor_zeroed(self, tensor: torch.Tensor) -> None:
-        if not self._grad_ptrs:
+        if not self._params:
             return
         try:
-            state = self._grad_ptrs.get(tensor.data_ptr())
+            pointer = tensor.data_ptr()
         except RuntimeError:  # tensors without storage (meta, fake, sparse)
             return
-        if state is None:
-            return
-        param = state.param_ref()
-        grad = None if param is None else param.grad
-        if grad is not None and grad.data_ptr() == tensor.data_ptr():
+        state = self._grad_ptrs.get(pointer)
+        if not _holds_grad_at(state, pointer) and self._grad_ptrs_stale:
+            self._rebuild_grad_ptrs()
+            state = self._grad_ptrs.get(pointer)
+        if state is not None and _holds_grad_at(state, pointer):
             state.clear(user_site())
 
     def on_step_pre(self, optimizer: torch.optim.Optimizer, kwargs: dict[str, Any], args: tuple) -> None:
