@@ -488,4 +488,6 @@ def test_stepping_twice_on_the_same_gradients():
             optimizer.step()
             optimizer.step()
     (finding,) = report.findings
-    assert finding.code == "LL101" and "applied the gradients of 4 parameters a second time" in finding.message
+    assert (
+        finding.code == "LL101" and "applied the gradients of 4 parameters a second time" in finding.message
+    )
