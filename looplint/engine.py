@@ -4,12 +4,9 @@ traceback."""
 
 from __future__ import annotations
 
-import ast
 import io
 import os
 import tokenize
-import unicodedata
-import warnings
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -21,6 +18,7 @@ from looplint.cache import Cache
 from looplint.config import Config, load_config
 from looplint.files import NOTEBOOK_SUFFIX, describe_os_error, discover
 from looplint.findings import Finding
+from looplint.static import analyze_source
 from looplint.suppress import filter_noqa
 
 # Below this many files to analyze, starting worker processes costs more than it saves.
@@ -94,39 +92,6 @@ def decode_source(data: bytes, path: str) -> str | Finding:
         )
 
 
-def analyze_text(source: str, path: str) -> list[Finding]:
-    """Unfiltered findings of one Python source text (no noqa, no configuration)."""
-    from looplint.static import PREFILTER_MARKERS, analyze_source
-
-    if might_match(source, PREFILTER_MARKERS):
-        return analyze_source(source, path)
-    # No rule can fire without a marker: only check the syntax, with CPython's parser, which
-    # costs about 5% of a libcst parse.
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # SyntaxWarnings are the compiler's business
-            compile(source, path, "exec", flags=ast.PyCF_ONLY_AST, dont_inherit=True)
-    except SyntaxError as error:
-        return [_syntax_error(path, error.lineno or 1, error.offset or 1, f"syntax error: {error.msg}")]
-    except (RecursionError, MemoryError):
-        return [_syntax_error(path, 1, 1, "syntax error: too deeply nested to parse")]
-    except ValueError as error:
-        return [_syntax_error(path, 1, 1, f"syntax error: {error}")]
-    return []
-
-
-def might_match(source: str, markers: tuple[str, ...]) -> bool:
-    """Whether any marker occurs in `source`, ignoring case, as Python reads identifiers.
-
-    Python NFKC-normalizes identifiers (`ｓｔｅｐ` and `ſtep` both mean `step`), so non-ASCII text
-    is normalized first. Plain `in` on lowered text is ~20x faster than a case-insensitive regex.
-    """
-    if not source.isascii():
-        source = unicodedata.normalize("NFKC", source)
-    text = source.lower()
-    return any(marker.lower() in text for marker in markers)
-
-
 def lint_bytes(data: bytes, path: str, config: Config | None = None) -> list[Finding]:
     """Findings for one file's content: decoded, analyzed, then filtered by `# noqa` and config.
 
@@ -141,7 +106,7 @@ def lint_bytes(data: bytes, path: str, config: Config | None = None) -> list[Fin
             if isinstance(source, Finding):
                 findings = [source]
             else:
-                findings = filter_noqa(analyze_text(source, path), source)
+                findings = filter_noqa(analyze_source(source, path), source)
     except FileError:
         raise
     except Exception as error:  # a bug in a rule must not hide the other files' results
@@ -166,7 +131,7 @@ def _lint_notebook(data: bytes, path: str) -> list[Finding]:
     except NotebookError as error:
         return [_syntax_error(path, 1, 1, f"invalid notebook: {error}")]
     source = notebook.source
-    return [notebook.locate_finding(finding) for finding in filter_noqa(analyze_text(source, path), source)]
+    return [notebook.locate_finding(finding) for finding in filter_noqa(analyze_source(source, path), source)]
 
 
 def read_bytes(path: str) -> bytes:

@@ -56,7 +56,7 @@ def fix_bytes(
     the enabled findings of the fixed content (for a notebook, located in their cells). Content
     that cannot be decoded or parsed is returned as is, with an LL000 finding saying why.
     """
-    from looplint.engine import analyze_text
+    from looplint.static import analyze_source
     from looplint.suppress import filter_noqa
 
     enabled = is_enabled or (lambda code: True)
@@ -71,7 +71,7 @@ def fix_bytes(
     work = text.replace("\r\n", "\n") if crlf else text
 
     def verify(candidate: str) -> list[Finding]:
-        return filter_noqa(analyze_text(candidate, path), candidate)
+        return filter_noqa(analyze_source(candidate, path), candidate)
 
     findings = verify(work)
     result = apply_fixes(work, findings, verify, _fixable(findings, unsafe, enabled))
@@ -86,12 +86,10 @@ def fix_bytes(
     return FixOutcome(new_data, result.applied, remaining)
 
 
-def _fix_notebook(
-    data: bytes, path: str, unsafe: bool, enabled: Callable[[str], bool]
-) -> FixOutcome:
+def _fix_notebook(data: bytes, path: str, unsafe: bool, enabled: Callable[[str], bool]) -> FixOutcome:
     """Fix the joined code cells; a fix that cannot be written back into its cells is rejected."""
-    from looplint.engine import analyze_text
     from looplint.notebook import NotebookError, notebook_source
+    from looplint.static import analyze_source
     from looplint.suppress import filter_noqa
 
     bom = data.startswith(b"\xef\xbb\xbf")
@@ -102,14 +100,14 @@ def _fix_notebook(
         return FixOutcome(data, [], [Finding(path, 1, 1, "LL000", message)])
 
     def verify(candidate: str) -> list[Finding]:
-        findings = filter_noqa(analyze_text(candidate, path), candidate)
+        findings = filter_noqa(analyze_source(candidate, path), candidate)
         try:
             notebook.rebuild(candidate)
         except NotebookError as error:  # counts as a failed check, like a syntax error
             findings.append(Finding(path, 1, 1, "LL000", f"cannot write the fix back: {error}"))
         return findings
 
-    findings = filter_noqa(analyze_text(notebook.source, path), notebook.source)
+    findings = filter_noqa(analyze_source(notebook.source, path), notebook.source)
     result = apply_fixes(notebook.source, findings, verify, _fixable(findings, unsafe, enabled))
     fixed = notebook_source(notebook.rebuild(result.source))
     remaining = [fixed.locate_finding(f) for f in result.findings if enabled(f.code)]
@@ -230,9 +228,7 @@ def _is_valid(finding: Finding) -> bool:
     if not edits or any(e.start < 0 or e.end < e.start for e in edits):
         return False
     # Two insertions at one offset have no defined order.
-    return all(
-        a.end <= b.start and not a.start == a.end == b.start == b.end for a, b in pairwise(edits)
-    )
+    return all(a.end <= b.start and not a.start == a.end == b.start == b.end for a, b in pairwise(edits))
 
 
 def _identity(finding: Finding) -> tuple[str, str]:

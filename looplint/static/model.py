@@ -9,7 +9,6 @@ so a loop that calls `train_one_epoch(...)` or `self.train_step(...)` sees what 
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -77,15 +76,26 @@ class Scope:
     local_functions: dict[str, Scope] = field(default_factory=dict)
 
 
-@dataclass
 class _Context:
-    loops: tuple[Loop, ...] = ()
-    branches: tuple[tuple[int, int], ...] = ()
-    no_grad: bool = False
-    periodic: bool = False
-    statement: cst.CSTNode | None = None
-    in_log: bool = False
-    divisors: frozenset[str] | None = None  # set while reading a numerator of `/`
+    """Where the walk is: enclosing loops and branches, and flags. Copied, never mutated."""
+
+    __slots__ = ("loops", "branches", "no_grad", "periodic", "statement", "in_log", "divisors")
+
+    def __init__(self, no_grad: bool = False) -> None:
+        self.loops: tuple[Loop, ...] = ()
+        self.branches: tuple[tuple[int, int], ...] = ()
+        self.no_grad = no_grad
+        self.periodic = False
+        self.statement: cst.CSTNode | None = None
+        self.in_log = False
+        self.divisors: frozenset[str] | None = None  # set while reading a numerator of `/`
+
+    def but(self, **changes) -> _Context:
+        """A copy with some fields changed (cheaper than dataclasses.replace on a hot path)."""
+        copy = _Context.__new__(_Context)
+        for slot in _Context.__slots__:
+            setattr(copy, slot, changes.get(slot, getattr(self, slot)))
+        return copy
 
 
 class Model:
@@ -145,14 +155,22 @@ class Model:
             if callee is None or callee in stack or depth >= INLINE_DEPTH:
                 yield event
                 continue
+            plain_call = not (event.loops or event.branches or event.no_grad or event.periodic)
             for inner in self._expand(callee, (*stack, scope), depth + 1):
-                yield dataclasses.replace(
-                    inner,
-                    loops=event.loops + inner.loops,
-                    branches=event.branches + inner.branches,
-                    no_grad=event.no_grad or inner.no_grad,
-                    periodic=event.periodic or inner.periodic,
-                    data={**inner.data, "via": event},
+                if plain_call:
+                    yield inner  # nothing around the call to add
+                    continue
+                yield Event(
+                    inner.kind,
+                    inner.name,
+                    inner.node,
+                    inner.statement,
+                    event.loops + inner.loops,
+                    event.branches + inner.branches,
+                    event.no_grad or inner.no_grad,
+                    event.periodic or inner.periodic,
+                    inner.scope,
+                    inner.data,
                 )
 
     def resolve(self, call: Event) -> Scope | None:
@@ -205,39 +223,6 @@ class Model:
 class _Builder:
     """Walks the CST once. Statements are walked by hand; expressions by a cached field walk."""
 
-    _fields: dict[type, tuple[str, ...]] = {}
-    _SKIP = (
-        "whitespace",
-        "lpar",
-        "rpar",
-        "comma",
-        "semicolon",
-        "colon",
-        "header",
-        "footer",
-        "leading_lines",
-        "lines_after_decorators",
-        "newline",
-        "equal",
-        "star",
-        "dot",
-        "lbracket",
-        "rbracket",
-        "lbrace",
-        "rbrace",
-        "indent",
-        "trailing",
-        "operator",
-        "prefix",
-        "quote",
-        "asynchronous",
-        "walrus",
-        "arrow",
-        "annotation",
-        "returns",
-        "decorators",
-    )
-
     def __init__(self, model: Model) -> None:
         self.model = model
         self.scope: Scope | None = None
@@ -254,7 +239,7 @@ class _Builder:
             self.model.block_of[statement] = (owner, index)
             if ctx.statement is not None:
                 self.model.parent_statement[statement] = ctx.statement
-            self.statement(statement, dataclasses.replace(ctx, statement=statement), class_name)
+            self.statement(statement, ctx.but(statement=statement), class_name)
 
     def suite(self, suite: cst.BaseSuite, ctx: _Context, class_name: str | None = None) -> None:
         if isinstance(suite, cst.IndentedBlock):
@@ -273,12 +258,12 @@ class _Builder:
         elif isinstance(node, cst.For):
             self.expr(node.iter, ctx)
             loop = Loop(node, tuple(self.bound(node.target)), frozenset(self.dotted_reads(node.iter)))
-            self.suite(node.body, dataclasses.replace(ctx, loops=ctx.loops + (loop,)))
+            self.suite(node.body, ctx.but(loops=ctx.loops + (loop,)))
             if node.orelse is not None:
                 self.suite(node.orelse.body, ctx)
         elif isinstance(node, cst.While):
             loop = Loop(node, (), frozenset())
-            inner = dataclasses.replace(ctx, loops=ctx.loops + (loop,))
+            inner = ctx.but(loops=ctx.loops + (loop,))
             self.expr(node.test, inner)
             self.suite(node.body, inner)
             if node.orelse is not None:
@@ -296,7 +281,7 @@ class _Builder:
                         target = names.dotted(item.asname.name)
                         if target:
                             self.model.writers.add(target)
-            self.suite(node.body, dataclasses.replace(ctx, no_grad=no_grad))
+            self.suite(node.body, ctx.but(no_grad=no_grad))
         elif isinstance(node, (cst.Try, cst.TryStar)):
             self.suite(node.body, ctx)
             for handler in node.handlers:
@@ -314,7 +299,7 @@ class _Builder:
             for index, case in enumerate(node.cases):
                 self.suite(
                     case.body,
-                    dataclasses.replace(ctx, branches=ctx.branches + ((id(node), index),)),
+                    ctx.but(branches=ctx.branches + ((id(node), index),)),
                 )
 
     def if_(self, node: cst.If, ctx: _Context) -> None:
@@ -322,12 +307,10 @@ class _Builder:
         counters = _periodic_counters(node.test)
         if counters:
             self.emit(PERIODIC, None, node, ctx, counters=counters)
-        body_ctx = dataclasses.replace(
-            ctx, branches=ctx.branches + ((id(node), 0),), periodic=ctx.periodic or bool(counters)
-        )
+        body_ctx = ctx.but(branches=ctx.branches + ((id(node), 0),), periodic=ctx.periodic or bool(counters))
         self.suite(node.body, body_ctx)
         if node.orelse is not None:
-            else_ctx = dataclasses.replace(ctx, branches=ctx.branches + ((id(node), 1),))
+            else_ctx = ctx.but(branches=ctx.branches + ((id(node), 1),))
             if isinstance(node.orelse, cst.If):
                 self.if_(node.orelse, else_ctx)
             else:
@@ -411,7 +394,7 @@ class _Builder:
         kind = _value_kind(value)
         if kind == "alias":
             self.model.add_alias(name, names.dotted(value))
-        if kind != "zero" and name in self.dotted_reads(value):
+        if _divides(value, name):
             # `total = total / n`, `total = gather(total).sum() / n`: the sum is transformed here.
             self.emit(DIVIDE, name, node, ctx)
         event = self.emit(ASSIGN, name, node, ctx, value=value, value_kind=kind)
@@ -460,16 +443,16 @@ class _Builder:
             node.operator, (cst.Divide, cst.FloorDivide)
         ):
             divisors = frozenset(self.dotted_reads(node.right))
-            self.expr(node.left, dataclasses.replace(ctx, divisors=divisors))
-            self.expr(node.right, dataclasses.replace(ctx, divisors=None))
+            self.expr(node.left, ctx.but(divisors=divisors))
+            self.expr(node.right, ctx if ctx.divisors is None else ctx.but(divisors=None))
         elif isinstance(node, (cst.ListComp, cst.SetComp, cst.GeneratorExp, cst.DictComp)):
             loops = ctx.loops
             clause = node.for_in
             while clause is not None:
-                self.expr(clause.iter, dataclasses.replace(ctx, loops=loops))
+                self.expr(clause.iter, ctx.but(loops=loops))
                 loops = loops + (Loop(node, tuple(self.bound(clause.target)), frozenset()),)
                 clause = clause.inner_for_in
-            inner = dataclasses.replace(ctx, loops=loops)
+            inner = ctx.but(loops=loops)
             if isinstance(node, cst.DictComp):
                 self.expr(node.key, inner)
                 self.expr(node.value, inner)
@@ -479,29 +462,21 @@ class _Builder:
             self.children(node, ctx)
 
     def children(self, node: cst.CSTNode, ctx: _Context) -> None:
-        fields = self._fields.get(type(node))
-        if fields is None:
-            fields = tuple(
-                f.name for f in dataclasses.fields(node) if not any(s in f.name for s in self._SKIP)
-            )
-            self._fields[type(node)] = fields
-        for name in fields:
-            value = getattr(node, name)
-            if isinstance(value, cst.CSTNode):
-                self.expr(value, ctx)
-            elif isinstance(value, (tuple, list)):
-                for child in value:
-                    if isinstance(child, cst.CSTNode):
-                        self.expr(child, ctx)
+        for child in names.child_nodes(node):
+            self.expr(child, ctx)
 
     def call(self, node: cst.Call, ctx: _Context) -> None:
         func = node.func
         method = func.attr.value if isinstance(func, cst.Attribute) else None
         receiver = names.dotted(func.value) if isinstance(func, cst.Attribute) else None
         is_log = names.is_log_call(node)
-        arg_ctx = dataclasses.replace(ctx, in_log=ctx.in_log or is_log, divisors=None)
+        arg_ctx = (
+            ctx
+            if ctx.divisors is None and (ctx.in_log or not is_log)
+            else ctx.but(in_log=ctx.in_log or is_log, divisors=None)
+        )
         if isinstance(func, cst.Attribute) and receiver is None:
-            self.expr(func.value, dataclasses.replace(ctx, divisors=None))
+            self.expr(func.value, ctx if ctx.divisors is None else ctx.but(divisors=None))
         elif receiver is not None and method not in ("step", "zero_grad", "backward"):
             self.emit(
                 READ,
@@ -624,8 +599,19 @@ def _collect_names(node: cst.CSTNode, found: list[str]) -> None:
     if name is not None:
         found.append(name)
         return
-    for child in node.children:
+    for child in names.child_nodes(node):
         _collect_names(child, found)
+
+
+def _divides(value: cst.BaseExpression, name: str) -> bool:
+    """`total = total / n`, `total = gather(total).sum() / n`."""
+    if not (
+        isinstance(value, cst.BinaryOperation) and isinstance(value.operator, (cst.Divide, cst.FloorDivide))
+    ):
+        return False
+    found: list[str] = []
+    _collect_names(value.left, found)
+    return name in found
 
 
 def _first_name(node: cst.CSTNode) -> str | None:
@@ -706,7 +692,7 @@ def _loss_terms(value: cst.BaseExpression, loss_tensors: set[str]) -> tuple[list
                 if not detached:
                     raw.append(node)
                 return
-        for child in node.children:
+        for child in names.child_nodes(node):
             visit(child, detached)
 
     visit(value, False)
@@ -724,7 +710,7 @@ def _periodic_counters(test: cst.BaseExpression) -> frozenset[str]:
             return
         if isinstance(node, cst.Call):
             return
-        for child in node.children:
+        for child in names.child_nodes(node):
             visit(child)
 
     visit(test)
@@ -739,7 +725,7 @@ def _counter_names(node: cst.CSTNode, found: list[str]) -> None:
         return
     if isinstance(node, cst.Call):
         return
-    for child in node.children:
+    for child in names.child_nodes(node):
         _counter_names(child, found)
 
 

@@ -8,11 +8,12 @@ shift their relative lines by where Python's own parser says each statement star
 from __future__ import annotations
 
 import ast
-import dataclasses
 
 import libcst as cst
 from libcst.metadata import CodePosition, CodeRange, PositionProvider
 from libcst.metadata.position_provider import PositionProvidingCodegenState
+
+from looplint.static.names import child_nodes
 
 _SKIPPED_FIELDS = (
     "whitespace",
@@ -82,23 +83,9 @@ def _top_level_lines(module: cst.Module, tree: ast.Module) -> list[int]:
     return lines
 
 
-_fields_cache: dict[type, tuple[str, ...]] = {}
-
-
 def _index_subtree(node: cst.CSTNode, index: int, owner: dict[int, int]) -> None:
     stack = [node]
     while stack:
         current = stack.pop()
         owner[id(current)] = index
-        fields = _fields_cache.get(type(current))
-        if fields is None:
-            fields = tuple(
-                f.name for f in dataclasses.fields(current) if not any(s in f.name for s in _SKIPPED_FIELDS)
-            )
-            _fields_cache[type(current)] = fields
-        for name in fields:
-            value = getattr(current, name)
-            if isinstance(value, cst.CSTNode):
-                stack.append(value)
-            elif isinstance(value, (tuple, list)):
-                stack.extend(child for child in value if isinstance(child, cst.CSTNode))
+        stack.extend(child_nodes(current))

@@ -200,7 +200,7 @@ def _has_division(node: cst.CSTNode) -> bool:
         return True
     if isinstance(node, cst.Call):
         return False  # `f(x / 2)`: the division is inside another computation
-    return any(_has_division(child) for child in node.children)
+    return any(_has_division(child) for child in names.child_nodes(node))
 
 
 def _names_of(node: cst.CSTNode) -> list[str]:
@@ -209,7 +209,7 @@ def _names_of(node: cst.CSTNode) -> list[str]:
         return [node.value]
     if isinstance(node, cst.Attribute):
         return _names_of(node.value)
-    return [name for child in node.children for name in _names_of(child)]
+    return [name for child in names.child_nodes(node) for name in _names_of(child)]
 
 
 def _aliases(events: list[Event], name: str) -> set[str]:
@@ -324,7 +324,7 @@ def _names_in(node: cst.CSTNode, found: list[str]) -> None:
         if dotted:
             found.append(dotted)
             return
-    for child in node.children:
+    for child in names.child_nodes(node):
         _names_in(child, found)
 
 

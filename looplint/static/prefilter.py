@@ -1,0 +1,82 @@
+"""Cheap tests that keep files without training code away from the CST parser.
+
+Both are derived from what the rules start from, so they never hide a finding:
+LL1xx need a backward pass; LL2xx a `+=`-style sum of losses (or a training step, for LL204);
+LL3xx a writer's `add_*` method; LL401 a `step()`; LL402 parameter groups; LL403 a scheduler.
+"""
+
+from __future__ import annotations
+
+import ast
+import unicodedata
+
+from looplint.static import vocabulary
+
+# A file whose text contains none of these (ignoring case) cannot produce a finding but LL000.
+MARKERS: tuple[str, ...] = (
+    "backward",
+    "loss",
+    "criterion",
+    "entropy",
+    "nll",
+    "divergence",
+    "step",
+    "writer",
+    "add_",
+    "param",
+    "lr",
+    "schedul",
+)
+
+
+def might_have_findings(source: str) -> bool:
+    """Text test, about 1% of a parse. Python NFKC-normalizes identifiers (`ｓｔｅｐ` is `step`)."""
+    if not source.isascii():
+        source = unicodedata.normalize("NFKC", source)
+    text = source.lower()
+    return any(marker in text for marker in MARKERS)
+
+
+def needs_analysis(tree: ast.Module) -> bool:
+    """Syntax test on CPython's tree (already built for the syntax check), about 5% of a parse."""
+    accumulates = lossy = False
+    for node in ast.walk(tree):
+        kind = type(node)
+        if kind is ast.Attribute:
+            attribute = node.attr
+            if attribute in ("backward", "manual_backward", "step", "add_param_group"):
+                return True
+            if attribute in vocabulary.WRITER_METHODS:
+                return True
+            if "loss" in attribute.lower():
+                lossy = True
+        elif kind is ast.Name:
+            if "loss" in node.id.lower():
+                lossy = True
+        elif kind is ast.Call:
+            callee = _callee(node)
+            if vocabulary.is_scheduler_name(callee):
+                return True
+            if vocabulary.is_loss_call(callee):
+                lossy = True
+        elif kind is ast.AugAssign:
+            accumulates = accumulates or isinstance(node.op, ast.Add)
+        elif kind is ast.Assign:
+            value = node.value
+            if isinstance(value, ast.BinOp) and isinstance(value.op, ast.Add):
+                accumulates = True
+        elif kind is ast.Dict:
+            if any(isinstance(key, ast.Constant) and key.value == "params" for key in node.keys):
+                return True
+        if accumulates and lossy:
+            return True
+    return False
+
+
+def _callee(call: ast.Call) -> str | None:
+    func = call.func
+    if isinstance(func, ast.Name):
+        return func.id
+    if isinstance(func, ast.Attribute):
+        return func.attr
+    return None
