@@ -8,7 +8,10 @@ times the same number of steps as the plain round. Printed: the median over roun
 busy processes than wall-clock time) and in wall time, and the ratio of the fastest steps.
 Goal: <= 1.02.
 
-    python benchmarks/bench_watch.py [--rounds 30] [--steps 10] [--batch-size 32]
+    python benchmarks/bench_watch.py [--rounds 30] [--steps 10] [--batch-size 32] [--model tiny]
+
+`--model tiny` swaps the CNN for five 4x4 linear layers (the same 10 parameter tensors, almost
+no arithmetic) and prints the hook's absolute cost per step, from the fastest rounds.
 """
 
 from __future__ import annotations
@@ -39,6 +42,10 @@ def make_cnn() -> nn.Module:
     )
 
 
+def make_tiny() -> nn.Module:
+    return nn.Sequential(*[nn.Linear(4, 4) for _ in range(4)], nn.Linear(4, 10))
+
+
 def train(
     model: nn.Module, optimizer: torch.optim.Optimizer, batches: list, steps: int
 ) -> tuple[float, float]:
@@ -59,14 +66,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--model", choices=["cnn", "tiny"], default="cnn")
     args = parser.parse_args()
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    model = make_cnn()
+    model = make_cnn() if args.model == "cnn" else make_tiny()
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    shape = (3, 32, 32) if args.model == "cnn" else (4,)
     batches = [
-        (torch.randn(args.batch_size, 3, 32, 32), torch.randint(0, 10, (args.batch_size,))) for _ in range(8)
+        (torch.randn(args.batch_size, *shape), torch.randint(0, 10, (args.batch_size,))) for _ in range(8)
     ]
     train(model, optimizer, batches, 10)  # warm-up
 
@@ -88,7 +97,8 @@ def main() -> None:
         cpu_ratios.append(times["watched"][0] / times["plain"][0])
         wall_ratios.append(times["watched"][1] / times["plain"][1])
     plain = statistics.median(fastest["plain"])
-    print(f"small CNN, batch {args.batch_size}, 1 thread, {args.rounds} rounds x {args.steps} steps")
+    name = "small CNN" if args.model == "cnn" else "tiny MLP (10 parameter tensors)"
+    print(f"{name}, batch {args.batch_size}, 1 thread, {args.rounds} rounds x {args.steps} steps")
     print(f"plain step: {plain * 1e3:.2f} ms CPU (median)")
     print(
         f"watched/plain per-step CPU time:  median {statistics.median(cpu_ratios):.4f} "
@@ -96,6 +106,8 @@ def main() -> None:
     )
     print(f"watched/plain per-step wall time: median {statistics.median(wall_ratios):.4f}")
     print(f"watched/plain fastest round:      {min(fastest['watched']) / min(fastest['plain']):.4f}")
+    cost = (min(fastest["watched"]) - min(fastest["plain"])) * 1e6
+    print(f"hook cost per step (fastest rounds): {cost:.0f} us CPU")
 
 
 if __name__ == "__main__":

@@ -79,9 +79,9 @@ class Health:
         if not isinstance(loss, torch.Tensor) or not loss.is_floating_point():
             return
         value = loss.detach()
-        if value.numel() != 1:
+        if value.dim():
             value = value.float().sum()  # NaN and inf survive the sum
-        self.losses.add(value.reshape(()), backward_id)
+        self.losses.add(value, backward_id)
         if (not self._loss_sites or self._loss_sites[-1][1] != site) and len(self._loss_sites) < 10_000:
             self._loss_sites.append((backward_id, site))
 
