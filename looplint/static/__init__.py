@@ -21,7 +21,7 @@ def analyze_source(source: str, path: str = "<stdin>") -> list[Finding]:
         return [tree]
     if not might_have_findings(source) or not needs_analysis(tree):
         return []
-    if syntax.too_deep(tree):
+    if syntax.too_deep(source, tree):
         return [syntax.syntax_error(path, "too deeply nested to analyze", 1, 0)]
     from looplint.static.analyzer import analyze_tree  # loads libcst
 
