@@ -117,6 +117,24 @@ def test_ll506_silent_on_a_single_bad_batch_and_noise_near_zero():
     assert train(LRMonitor(), optimizer, model, steps=300, spike_at=150) == []
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_ll506_silent_on_a_short_run_with_noisy_batches(seed):
+    # 30 steps on batches of 4: single losses jump by 2x and more while training is fine.
+    g = torch.Generator().manual_seed(seed)
+    model = nn.Linear(8, 1)
+    optimizer = optim.SGD(model.parameters(), lr=1e-2)
+    monitor = LRMonitor()
+    for _ in range(30):
+        x = torch.randn(4, 8, generator=g)
+        loss = nn.functional.mse_loss(model(x), x.sum(1, keepdim=True))
+        optimizer.zero_grad()
+        monitor.on_backward(loss)
+        loss.backward()
+        optimizer.step()
+        monitor.on_optimizer_step(optimizer)
+    assert monitor.finish() == []
+
+
 def test_ll506_silent_on_nan_without_an_lr_cause():
     model = _model()
     optimizer = optim.SGD(model.parameters(), lr=0.05)

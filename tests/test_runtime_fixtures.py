@@ -14,8 +14,9 @@ from looplint.runtime.cli import run_script
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "runtime"
 CASES = json.loads((FIXTURES / "expected.json").read_text())["cases"]
-# Learning-rate findings (LL506/LL507) come from the LR monitor and are tested with it.
-RUNTIME_CODES = ("LL1", "LL2", "LL3", "LL501", "LL502", "LL503", "LL504", "LL505")
+# Every runtime code, the learning-rate ones (LL506/LL507) included: these correct-but-noisy
+# short runs are exactly where a loose divergence check would cry wolf.
+RUNTIME_CODES = ("LL1", "LL2", "LL3", "LL5")
 
 
 def case_id(case: dict) -> str:

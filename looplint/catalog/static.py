@@ -49,9 +49,12 @@ RULES: tuple[RuleInfo, ...] = (
                     optimizer.step()
 
             Intentional accumulation (`if (i + 1) % k == 0: optimizer.step(); optimizer.zero_grad()`)
-            is not reported.
+            is not reported. At run time, `looplint run` and `looplint.watch()` confirm it by
+            counting the backward passes each step consumed; `watch(accumulation_steps=k)` also
+            reports a step that consumed any other number than k.
         """,
         fixable="safe",
+        origin="both",
     ),
     RuleInfo(
         code="LL102",
@@ -79,6 +82,7 @@ RULES: tuple[RuleInfo, ...] = (
                 optimizer.step()
         """,
         fixable="safe",
+        origin="both",
     ),
     RuleInfo(
         code="LL201",
@@ -142,6 +146,7 @@ RULES: tuple[RuleInfo, ...] = (
 
                 writer.add_scalar("test_loss", total_test_loss / len(test_loader), epoch)
         """,
+        origin="both",
     ),
     RuleInfo(
         code="LL203",
@@ -221,6 +226,7 @@ RULES: tuple[RuleInfo, ...] = (
                 writer.close()
         """,
         fixable="safe",
+        origin="both",
     ),
     RuleInfo(
         code="LL302",
@@ -257,6 +263,7 @@ RULES: tuple[RuleInfo, ...] = (
             writer.add_hparams({"lr": 0.1}, {"final_loss": final_loss})
         """,
         fix="Write everything first, then close.",
+        origin="both",
     ),
     RuleInfo(
         code="LL401",

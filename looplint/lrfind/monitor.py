@@ -22,6 +22,10 @@ DEFAULT_WINDOW = 0
 # A window median this many times the lowest earlier one (and having given back at least half
 # of the progress since the start) counts as diverging.
 GROWTH = 2.0
+# ... and every later window median stays at least this many times the lowest one.
+SUSTAINED = 1.5
+# The fewest steps a window of the divergence check summarizes.
+MIN_WINDOW = 8
 # Compact the kept loss tensors into one tensor every this many steps (bounded memory).
 CHUNK = 1024
 HISTORY_LIMIT = 50
@@ -280,7 +284,9 @@ class LRMonitor:
             self.notes.append(f"stopped logging learning rates to TensorBoard: {exc!r}")
 
     def _window(self, count: int) -> int:
-        return self.window or max(3, min(50, count // 10))
+        # Windows of at least MIN_WINDOW steps: the median of 3 noisy batches (random labels, a
+        # small batch) can double without anything being wrong.
+        return self.window or max(MIN_WINDOW, min(50, count // 10))
 
     def _diverging(self, tracked: _Optimizer) -> Finding | None:
         values = self._loss_values(tracked)
@@ -434,7 +440,9 @@ def _growth(values: list[float], window: int) -> tuple[int, int, float, float] |
     lowest = 0
     for k in range(1, len(medians)):
         low = medians[lowest]
-        if medians[k] >= GROWTH * low and medians[k] >= (medians[0] + low) / 2:
+        risen = medians[k] >= GROWTH * low and medians[k] >= (medians[0] + low) / 2
+        # Diverging, not a bump: the loss stays up for the rest of the run.
+        if risen and all(later >= SUSTAINED * low for later in medians[k:]):
             return lowest * window, k * window, low, medians[k]
         if medians[k] < low:
             lowest = k
