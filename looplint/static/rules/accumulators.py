@@ -267,13 +267,13 @@ def loss_tensor_accumulated(model: Model) -> Iterator[Hit]:
 
 
 def _returned_as_loss(scope: Scope, acc: Accumulator) -> bool:
-    """A loss function builds its loss from terms and returns it for the caller to differentiate."""
-    returned = [r for r in acc.reads if _is_return(r.statement)]
-    if not returned:
-        return False
+    """Loss functions and forward passes build a loss from terms for the caller to differentiate;
+    so does any function that returns the plain sum."""
     name = scope.name.lower()
-    undivided = any(r.data.get("divisors") is None for r in returned)
-    return undivided or "loss" in name or name in ("forward", "__call__")
+    if "loss" in name or name in ("forward", "__call__"):
+        return True
+    returned = [r for r in acc.reads if _is_return(r.statement)]
+    return any(r.data.get("divisors") is None for r in returned)
 
 
 def _is_return(statement: cst.CSTNode | None) -> bool:
