@@ -177,7 +177,6 @@ def test_buggy_fixture_report_confirms_static_findings(tmp_path, capsys, monkeyp
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (ROOT / "looplint" / "__main__.py").exists(), reason="needs the looplint CLI")
 def test_python_m_looplint_run_subprocess(tmp_path):
     script = write_script(tmp_path, LOOP.format(clear="pass", code=0))
     result = subprocess.run(
@@ -195,7 +194,6 @@ def test_python_m_looplint_run_subprocess(tmp_path):
 
 @pytest.mark.slow
 def test_lr_find_is_delegated_with_its_options(tmp_path, capsys, monkeypatch):
-    pytest.importorskip("looplint.lrfind.script")
     monkeypatch.chdir(tmp_path)
     script = str(FIXTURES / "two_optimizers.py")
     out_dir = tmp_path / "lr"
