@@ -12,9 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import runpy
 import sys
-import traceback
 from contextlib import nullcontext, redirect_stdout
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ from looplint.lrfind.curve import DivergenceTracker, check_range, exponential_lr
 from looplint.lrfind.groups import ScheduledOptimizer
 from looplint.lrfind.monitor import unscaled_loss
 from looplint.lrfind.result import GroupResult, LRFindResult
+from looplint.runtime.scripts import run_as_main
 
 SMOOTHING = 0.9
 DIVERGE_FACTOR = 4.0
@@ -158,30 +157,19 @@ def _run(script: str, script_args: list[str], test: _ScriptRangeTest, *, quiet: 
         test.on_backward(self)
         return original_backward(self, *args, **kwargs)
 
-    saved_argv, saved_path = sys.argv, sys.path[:]
-    sys.argv = [script, *script_args]
-    sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
     handle = register_optimizer_step_pre_hook(test.before_step)
     torch.Tensor.backward = backward  # type: ignore[method-assign]
-    exit_code = 0
     try:
         with redirect_stdout(sys.stderr) if quiet else nullcontext():
-            runpy.run_path(script, run_name="__main__")
-    except _StopRangeTest:
-        pass
-    except SystemExit as exc:
-        exit_code = _exit_code(exc.code)
-    except KeyboardInterrupt:
-        test.stop_reason, test.stop_detail = "interrupted", "interrupted (Ctrl-C)"
-        exit_code = 130
-    except BaseException as exc:  # noqa: BLE001 - the script's own error, shown as python would
-        _print_script_error(exc, script)
-        test.stop_reason, test.stop_detail = "script-error", f"the script raised {exc!r}"
-        exit_code = 1
+            outcome = run_as_main(script, script_args, stop=(_StopRangeTest,))
     finally:
         torch.Tensor.backward = original_backward  # type: ignore[method-assign]
         handle.remove()
-        sys.argv, sys.path[:] = saved_argv, saved_path
+    if outcome.ending == "interrupted":
+        test.stop_reason, test.stop_detail = "interrupted", "interrupted (Ctrl-C)"
+    elif outcome.ending == "crashed":
+        test.stop_reason, test.stop_detail = "script-error", f"the script raised {outcome.error!r}"
+    exit_code = outcome.exit_code
     if test.stop_reason == "script-ended":
         steps_run = test.optimizers[0].steps if test.optimizers else 0
         test.stop_detail = (
@@ -193,24 +181,6 @@ def _run(script: str, script_args: list[str], test: _ScriptRangeTest, *, quiet: 
         except _StopRangeTest:
             pass
     return exit_code
-
-
-def _exit_code(code: Any) -> int:
-    if code is None:
-        return 0
-    if isinstance(code, int):
-        return code
-    print(code, file=sys.stderr)
-    return 1
-
-
-def _print_script_error(exc: BaseException, script: str) -> None:
-    """The traceback from the script's own first frame on, without looplint's and runpy's."""
-    target = os.path.realpath(script)
-    tb = exc.__traceback__
-    while tb is not None and os.path.realpath(tb.tb_frame.f_code.co_filename) != target:
-        tb = tb.tb_next
-    traceback.print_exception(type(exc), exc, tb or exc.__traceback__, file=sys.stderr)
 
 
 def _result(test: _ScriptRangeTest, script: str) -> LRFindResult:

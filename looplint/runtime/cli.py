@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import runpy
 import sys
-import traceback
 from typing import Any
 
 from looplint.findings import Finding
@@ -104,52 +102,14 @@ def main(argv: list[str]) -> int:
 
 def run_script(script: str, script_args: list[str], *, max_steps: int | None = None) -> tuple[int, Any]:
     """Run SCRIPT as __main__ under watch(); returns (the script's exit code, the report)."""
+    from looplint.runtime.scripts import run_as_main
     from looplint.runtime.session import StopRun, Watch
     from looplint.runtime.sites import alias_path
 
     alias_path(script, script)
-    saved_argv, saved_path = sys.argv[:], sys.path[:]
-    sys.argv = [script, *script_args]
-    sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
-    exit_code = 0
-    watcher = Watch(max_steps=max_steps)
-    try:
-        with watcher as report:
-            try:
-                runpy.run_path(script, run_name="__main__")
-            except StopRun:
-                pass
-            except SystemExit as exit_:
-                exit_code = _exit_code(exit_.code)
-            except KeyboardInterrupt:
-                print("KeyboardInterrupt", file=sys.stderr)
-                exit_code = 130
-            except BaseException as error:  # noqa: BLE001 - the script's own crash, shown like python
-                _print_script_traceback(error)
-                exit_code = 1
-    finally:
-        sys.argv, sys.path[:] = saved_argv, saved_path
-    return exit_code, report
-
-
-def _exit_code(code: Any) -> int:
-    if code is None:
-        return 0
-    if isinstance(code, int):
-        return code
-    print(code, file=sys.stderr)
-    return 1
-
-
-def _print_script_traceback(error: BaseException) -> None:
-    """The traceback as `python SCRIPT` would show it: without looplint's and runpy's frames."""
-    from looplint.runtime.sites import _is_internal
-
-    tb = error.__traceback__
-    while tb is not None and _is_internal(tb.tb_frame.f_code.co_filename):
-        tb = tb.tb_next
-    # No frame of the script (e.g. a SyntaxError while compiling it): the message alone says it.
-    traceback.print_exception(type(error), error, tb)
+    with Watch(max_steps=max_steps) as report:
+        outcome = run_as_main(script, script_args, stop=(StopRun,))
+    return outcome.exit_code, report
 
 
 def _static_findings(script: str) -> list[Finding]:
