@@ -7,11 +7,9 @@ from dataclasses import dataclass
 
 import libcst as cst
 
+from looplint.findings import Fix
+from looplint.static.fixes import Source
 from looplint.static.model import Model
-
-# Builds the fix once positions are known; gets a `Source` (see looplint.static.fixes).
-FixBuilder = Callable[["object"], "object"]
-
 
 @dataclass(eq=False)
 class Hit:
@@ -20,7 +18,8 @@ class Hit:
     code: str
     node: cst.CSTNode
     message: str
-    fix: Callable | None = None
+    # Builds the Fix once positions are known: called with a looplint.static.fixes.Source.
+    fix: Callable[[Source], Fix | None] | None = None
 
 
 Rule = Callable[[Model], Iterable[Hit]]
