@@ -11,6 +11,7 @@ from looplint.findings import Fix
 from looplint.static.fixes import Source
 from looplint.static.model import Model
 
+
 @dataclass(eq=False)
 class Hit:
     """A rule's raw finding: a node to report, before positions are computed."""
