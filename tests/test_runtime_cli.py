@@ -164,6 +164,31 @@ def test_runtime_finding_confirms_the_static_one_at_a_related_line():
     assert merged[0].details["runtime"]["line"] == 12
 
 
+def test_scheduler_that_never_moves_confirms_the_static_never_stepped(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    script = write_script(
+        tmp_path,
+        """
+        import torch
+
+        model = torch.nn.Linear(4, 1)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+        for _ in range(5):
+            optimizer.zero_grad()
+            loss = model(torch.randn(8, 4)).pow(2).mean()
+            loss.backward()
+            optimizer.step()
+        """,
+    )
+    assert main([script]) == 1
+    out = capsys.readouterr().out
+    [line] = [line for line in out.splitlines() if " LL403 " in line]
+    assert line.startswith(f"{script}:6:")
+    assert line.endswith("[confirmed at run time]")
+    assert " LL507 " not in out
+
+
 def test_buggy_fixture_report_confirms_static_findings(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     script = str(FIXTURES / "buggy_cnn.py")

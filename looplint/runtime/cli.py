@@ -133,6 +133,11 @@ def _related_lines(finding: Finding) -> set[int]:
     return lines
 
 
+# Runtime codes that prove a static rule of another code: a scheduler whose LR never moved
+# (LL507) confirms the static "scheduler never stepped" (LL403) at its creation.
+_CONFIRMS = {"LL507": "LL403"}
+
+
 def merge_static(static: list[Finding], runtime: list[Finding]) -> list[Finding]:
     """Static findings reproduced at run time become confirmed; their runtime twins are dropped.
 
@@ -146,7 +151,10 @@ def merge_static(static: list[Finding], runtime: list[Finding]) -> list[Finding]
         candidates = [
             i
             for i, s in enumerate(merged)
-            if s.origin == "static" and s.code == finding.code and s.path == finding.path and s.line in lines
+            if s.origin == "static"
+            and s.code in (finding.code, _CONFIRMS.get(finding.code))
+            and s.path == finding.path
+            and s.line in lines
         ]
         if not candidates:
             merged.append(finding)
