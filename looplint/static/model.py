@@ -257,7 +257,7 @@ class _Builder:
             self.if_(node, ctx)
         elif isinstance(node, cst.For):
             self.expr(node.iter, ctx)
-            loop = Loop(node, tuple(self.bound(node.target)), frozenset(self.dotted_reads(node.iter)))
+            loop = Loop(node, tuple(self.bound(node.target)), frozenset(names.dotted_names(node.iter)))
             self.suite(node.body, ctx.but(loops=ctx.loops + (loop,)))
             if node.orelse is not None:
                 self.suite(node.orelse.body, ctx)
@@ -442,7 +442,7 @@ class _Builder:
         elif isinstance(node, cst.BinaryOperation) and isinstance(
             node.operator, (cst.Divide, cst.FloorDivide)
         ):
-            divisors = frozenset(self.dotted_reads(node.right))
+            divisors = frozenset(names.dotted_names(node.right))
             self.expr(node.left, ctx.but(divisors=divisors))
             self.expr(node.right, ctx if ctx.divisors is None else ctx.but(divisors=None))
         elif isinstance(node, (cst.ListComp, cst.SetComp, cst.GeneratorExp, cst.DictComp)):
@@ -588,20 +588,6 @@ class _Builder:
         name = names.dotted(target)
         return [name] if name else []
 
-    def dotted_reads(self, node: cst.CSTNode) -> list[str]:
-        found: list[str] = []
-        _collect_names(node, found)
-        return found
-
-
-def _collect_names(node: cst.CSTNode, found: list[str]) -> None:
-    name = names.dotted(node) if isinstance(node, (cst.Name, cst.Attribute)) else None
-    if name is not None:
-        found.append(name)
-        return
-    for child in names.child_nodes(node):
-        _collect_names(child, found)
-
 
 def _divides(value: cst.BaseExpression, name: str) -> bool:
     """`total = total / n`, `total = gather(total).sum() / n`."""
@@ -609,9 +595,7 @@ def _divides(value: cst.BaseExpression, name: str) -> bool:
         isinstance(value, cst.BinaryOperation) and isinstance(value.operator, (cst.Divide, cst.FloorDivide))
     ):
         return False
-    found: list[str] = []
-    _collect_names(value.left, found)
-    return name in found
+    return name in names.dotted_names(value.left)
 
 
 def _first_name(node: cst.CSTNode) -> str | None:

@@ -44,6 +44,20 @@ def dotted(node: cst.BaseExpression | None) -> str | None:
     return None
 
 
+def dotted_names(node: cst.CSTNode) -> list[str]:
+    """Every plain path read in an expression: `f(a.b, c[0])` -> ['f', 'a.b', 'c[]']."""
+    found: list[str] = []
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        name = dotted(current) if isinstance(current, (cst.Name, cst.Attribute)) else None
+        if name is not None:
+            found.append(name)
+        else:
+            stack.extend(reversed(child_nodes(current)))
+    return found
+
+
 def callee_name(call: cst.Call) -> str | None:
     """The last name of what is called: `torch.optim.SGD(...)` -> 'SGD', `f(...)` -> 'f'."""
     func = call.func

@@ -311,21 +311,9 @@ def _feeds_backward(events: list[Event], name: str, backwarded: set[str]) -> boo
     """`loss = total / k; loss.backward()`: the sum itself is what gets differentiated."""
     for event in events:
         if event.kind == ASSIGN and event.name in backwarded:
-            found: list[str] = []
-            _names_in(event.data["value"], found)
-            if name in found:
+            if name in names.dotted_names(event.data["value"]):
                 return True
     return False
-
-
-def _names_in(node: cst.CSTNode, found: list[str]) -> None:
-    if isinstance(node, (cst.Name, cst.Attribute)):
-        dotted = names.dotted(node)
-        if dotted:
-            found.append(dotted)
-            return
-    for child in names.child_nodes(node):
-        _names_in(child, found)
 
 
 def _always_no_grad(model: Model, scope: Scope) -> bool:
