@@ -106,6 +106,7 @@ class Model:
         self.scopes: list[Scope] = []
         self.functions: dict[str, Scope] = {}  # module-level functions
         self.methods: dict[tuple[str, str], Scope] = {}  # (class, method)
+        self.class_bases: dict[str, list[str]] = {}  # class -> names of its bases in this file
         # Where each statement sits, for fixes: statement -> (owner of the body, index in it).
         self.block_of: dict[cst.CSTNode, tuple[cst.CSTNode, int]] = {}
         self.parent_statement: dict[cst.CSTNode, cst.CSTNode] = {}
@@ -176,8 +177,7 @@ class Model:
     def resolve(self, call: Event) -> Scope | None:
         target = call.name or ""
         if target.startswith("self.") and target.count(".") == 1:
-            cls = call.scope.class_name
-            return self.methods.get((cls, target[5:])) if cls else None
+            return self._method(call.scope.class_name, target[5:])
         if "." in target:
             return None
         scope: Scope | None = call.scope
@@ -186,6 +186,28 @@ class Model:
                 return scope.local_functions[target]
             scope = scope.parent
         return self.functions.get(target)
+
+    def _method(self, cls: str | None, name: str) -> Scope | None:
+        """`self.name()` in class `cls`: its own method, or the one override in a subclass when its
+        own is abstract (a base-class loop calling `self.run_step()`), or an inherited one."""
+        if cls is None:
+            return None
+        own = self.methods.get((cls, name))
+        if own is None or _is_abstract(own.node):
+            overrides = [
+                scope
+                for (other, method), scope in self.methods.items()
+                if method == name and cls in self.class_bases.get(other, ())
+            ]
+            if len(overrides) == 1:
+                return overrides[0]
+        if own is not None:
+            return own
+        for base in self.class_bases.get(cls, ()):
+            inherited = self.methods.get((base, name))
+            if inherited is not None:
+                return inherited
+        return None
 
     def add_alias(self, name: str, other: str | None) -> None:
         if other is None or other == name:
@@ -293,6 +315,8 @@ class _Builder:
         elif isinstance(node, cst.FunctionDef):
             self.function(node, class_name)
         elif isinstance(node, cst.ClassDef):
+            bases = [names.dotted(arg.value) for arg in node.bases]
+            self.model.class_bases[node.name.value] = [b.rsplit(".", 1)[-1] for b in bases if b]
             self.suite(node.body, _Context(), node.name.value)
         elif isinstance(node, cst.Match):
             self.expr(node.subject, ctx)
@@ -587,6 +611,25 @@ class _Builder:
             return [n for element in target.elements for n in self.bound(element.value)]
         name = names.dotted(target)
         return [name] if name else []
+
+
+def _is_abstract(function: cst.CSTNode) -> bool:
+    """A body of only a docstring, `pass`, `...` or `raise NotImplementedError`."""
+    body = getattr(getattr(function, "body", None), "body", ())
+    for statement in body:
+        if not isinstance(statement, cst.SimpleStatementLine):
+            return False
+        for small in statement.body:
+            if isinstance(small, cst.Pass):
+                continue
+            if isinstance(small, cst.Expr) and isinstance(small.value, (cst.SimpleString, cst.Ellipsis)):
+                continue
+            if isinstance(small, cst.Raise) and "NotImplementedError" in (
+                names.dotted_names(small.exc) if small.exc else []
+            ):
+                continue
+            return False
+    return True
 
 
 def _divides(value: cst.BaseExpression, name: str) -> bool:
