@@ -421,7 +421,7 @@ class _Builder:
         if _divides(value, name):
             # `total = total / n`, `total = gather(total).sum() / n`: the sum is transformed here.
             self.emit(DIVIDE, name, node, ctx)
-        event = self.emit(ASSIGN, name, node, ctx, value=value, value_kind=kind)
+        event = self.emit(ASSIGN, name, node, ctx, value=value, value_kind=kind, divided=_has_division(value))
         if isinstance(value, cst.Call):
             callee = names.callee_name(value)
             if names.is_optimizer_class(callee):
@@ -447,6 +447,8 @@ class _Builder:
             value=value,
             raw_loss_terms=raw,
             loss_term=any_loss,
+            divided=_has_division(value),
+            variables=_variables(value),
             constant=isinstance(value, (cst.Integer, cst.Float)),
         )
 
@@ -611,6 +613,24 @@ class _Builder:
             return [n for element in target.elements for n in self.bound(element.value)]
         name = names.dotted(target)
         return [name] if name else []
+
+
+def _has_division(node: cst.CSTNode) -> bool:
+    """A `/` in the arithmetic of a value (`loss / k`, `loss.item() / k`), not inside a call."""
+    if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, (cst.Divide, cst.FloorDivide)):
+        return True
+    if isinstance(node, cst.Call):
+        return False
+    return any(_has_division(child) for child in names.child_nodes(node))
+
+
+def _variables(node: cst.CSTNode) -> list[str]:
+    """Plain variable names used in an expression (`loss` in `loss.item() * n`)."""
+    if isinstance(node, cst.Name):
+        return [node.value]
+    if isinstance(node, cst.Attribute):
+        return _variables(node.value)
+    return [name for child in names.child_nodes(node) for name in _variables(child)]
 
 
 def _is_abstract(function: cst.CSTNode) -> bool:

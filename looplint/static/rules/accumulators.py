@@ -182,34 +182,16 @@ def unaveraged_loss_logged(model: Model) -> Iterator[Hit]:
 def _prescaled(events: list[Event], acc: Accumulator) -> bool:
     """Each term is already divided (`loss = loss / k; total += loss.item()`): the sum is a mean."""
     for update in acc.updates:
-        value = update.data["value"]
-        if _has_division(value):
+        if update.data["divided"]:
             return True
         position = next(i for i, e in enumerate(events) if e is update)
-        for name in _names_of(value):
+        for name in update.data["variables"]:
             for earlier in reversed(events[:position]):
                 if earlier.kind == ASSIGN and earlier.name == name:
-                    if _has_division(earlier.data["value"]):
+                    if earlier.data["divided"]:
                         return True
                     break
     return False
-
-
-def _has_division(node: cst.CSTNode) -> bool:
-    if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, (cst.Divide, cst.FloorDivide)):
-        return True
-    if isinstance(node, cst.Call):
-        return False  # `f(x / 2)`: the division is inside another computation
-    return any(_has_division(child) for child in names.child_nodes(node))
-
-
-def _names_of(node: cst.CSTNode) -> list[str]:
-    """Plain variable names used in an expression (`loss` in `loss.item() * n`)."""
-    if isinstance(node, cst.Name):
-        return [node.value]
-    if isinstance(node, cst.Attribute):
-        return _names_of(node.value)
-    return [name for child in names.child_nodes(node) for name in _names_of(child)]
 
 
 def _aliases(events: list[Event], name: str) -> set[str]:
