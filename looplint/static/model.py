@@ -392,13 +392,10 @@ class _Builder:
 
     def assign(self, target: cst.BaseExpression, value: cst.BaseExpression, node, ctx: _Context) -> None:
         if isinstance(target, (cst.Tuple, cst.List)):
-            for element in target.elements:
-                self.assign(
-                    element.value,
-                    value if not isinstance(value, (cst.Tuple, cst.List)) else cst.Name("_"),
-                    node,
-                    ctx,
-                )
+            # `a, b = x, y` pairs up; `model, opt = prepare(model, opt)` binds each to the call.
+            pairs = isinstance(value, (cst.Tuple, cst.List)) and len(value.elements) == len(target.elements)
+            for index, element in enumerate(target.elements):
+                self.assign(element.value, value.elements[index].value if pairs else value, node, ctx)
             return
         name = names.dotted(target)
         if name is None:
