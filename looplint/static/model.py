@@ -30,6 +30,8 @@ CLOSE = "close"  # X.close()
 PERIODIC = "periodic"  # if counter % N ...: names of the counters
 CALL = "call"  # a call that may be a helper of this module; spliced in by Model.events
 PARAM_GROUPS = "param_groups"  # optimizer construction or add_param_group: the group sources
+JUMP = "jump"  # break / continue / return: what follows in the block does not run
+GUARD = "guard"  # `if x == y:`: the names compared (`if epoch == epochs - 1`)
 
 INLINE_DEPTH = 4
 _ZERO_CALLS = frozenset({"zeros", "zeros_like", "tensor", "scalar_tensor"})
@@ -328,6 +330,12 @@ class _Builder:
 
     def if_(self, node: cst.If, ctx: _Context) -> None:
         self.expr(node.test, ctx)
+        test = node.test
+        if isinstance(test, cst.Comparison) and any(
+            isinstance(t.operator, cst.Equal) for t in test.comparisons
+        ):
+            compared = {names.dotted(test.left)} | {names.dotted(t.comparator) for t in test.comparisons}
+            self.emit(GUARD, None, node, ctx, compared=frozenset(compared - {None}), branch=(id(node), 0))
         counters = _periodic_counters(node.test)
         if counters:
             self.emit(PERIODIC, None, node, ctx, counters=counters)
@@ -389,6 +397,10 @@ class _Builder:
                 child = getattr(node, name, None)
                 if isinstance(child, cst.CSTNode):
                     self.expr(child, ctx)
+            if isinstance(node, cst.Return):
+                self.emit(JUMP, "return", node, ctx)
+        elif isinstance(node, (cst.Break, cst.Continue)):
+            self.emit(JUMP, "break" if isinstance(node, cst.Break) else "continue", node, ctx)
 
     def assign(self, target: cst.BaseExpression, value: cst.BaseExpression, node, ctx: _Context) -> None:
         if isinstance(target, (cst.Tuple, cst.List)):

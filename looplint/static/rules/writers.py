@@ -8,7 +8,7 @@ import libcst as cst
 
 from looplint.findings import Fix
 from looplint.static import fixes, names
-from looplint.static.model import ASSIGN, CLOSE, WRITE, Event, Loop, Model
+from looplint.static.model import ASSIGN, CLOSE, GUARD, JUMP, WRITE, Event, Loop, Model
 from looplint.static.rules import Hit, loop_label
 
 
@@ -22,37 +22,27 @@ def _is_writer(model: Model, name: str | None, events: list[Event]) -> bool:
     )
 
 
-def _last_iteration_only(model: Model, close: Event, loop: Loop) -> bool:
+def _last_iteration_only(events: list[Event], index: int, loop: Loop) -> bool:
     """`if epoch == epochs - 1: writer.close()` or `if done: writer.close(); break`."""
-    statement = model.parent_statement.get(close.statement)
-    while statement is not None and statement is not loop.node:
-        if isinstance(statement, cst.If):
-            test = statement.test
-            if isinstance(test, cst.Comparison) and any(
-                isinstance(target.operator, cst.Equal) for target in test.comparisons
-            ):
-                compared = {names.dotted(test.left)} | {names.dotted(t.comparator) for t in test.comparisons}
-                if compared & set(loop.targets):
-                    return True
-            body = getattr(statement.body, "body", ())
-            last = body[-1] if body else None
-            if isinstance(last, cst.SimpleStatementLine) and isinstance(
-                last.body[-1], (cst.Break, cst.Return)
-            ):
-                return True
-        statement = model.parent_statement.get(statement)
-    return False
+    close = events[index]
+    if _jump_after(events, index) in ("break", "return"):
+        return True
+    return any(
+        e.kind == GUARD and e.data["branch"] in close.branches and e.data["compared"] & set(loop.targets)
+        for e in events
+    )
 
 
-def _closing_loop(model: Model, events: list[Event], close: Event) -> Loop | None:
+def _closing_loop(events: list[Event], index: int) -> Loop | None:
     """The outermost loop around the close that also writes with that writer and reuses it."""
+    close = events[index]
     for loop in close.loops:
         if close.name in loop.targets or any(close.name.startswith(t + ".") for t in loop.targets):
             return None  # `for w in writers: w.close()`
         in_loop = [e for e in events if e.in_loop(loop) and e.name == close.name]
         if any(e.kind == ASSIGN for e in in_loop):
             continue  # a new writer each iteration
-        if _last_iteration_only(model, close, loop):
+        if _last_iteration_only(events, index, loop):
             return None
         if any(e.kind == WRITE for e in in_loop):
             return loop
@@ -62,10 +52,14 @@ def _closing_loop(model: Model, events: list[Event], close: Event) -> Loop | Non
 def writer_close_in_loop(model: Model) -> Iterator[Hit]:
     for scope in model.scopes:
         events = model.events(scope)
-        closes = [e for e in events if e.kind == CLOSE and e.loops and _is_writer(model, e.name, events)]
+        closes = [
+            (i, e)
+            for i, e in enumerate(events)
+            if e.kind == CLOSE and e.loops and _is_writer(model, e.name, events)
+        ]
         placed: set[int] = set()
-        for close in closes:
-            loop = _closing_loop(model, events, close)
+        for index, close in closes:
+            loop = _closing_loop(events, index)
             if loop is None:
                 continue
             first_for_loop = id(loop) not in placed
@@ -114,9 +108,9 @@ def writer_used_after_close(model: Model) -> Iterator[Hit]:
         for index, close in enumerate(events):
             if close.kind != CLOSE or not _is_writer(model, close.name, events):
                 continue
-            if close.loops and _closing_loop(model, events, close) is not None:
+            if close.loops and _closing_loop(events, index) is not None:
                 continue  # reported by LL301
-            leaves = _jump_after(model, close)
+            leaves = _jump_after(events, index)
             if leaves == "return":
                 continue
             for later in events[index + 1 :]:
@@ -137,16 +131,17 @@ def writer_used_after_close(model: Model) -> Iterator[Hit]:
                     break
 
 
-def _jump_after(model: Model, event: Event) -> str | None:
-    """'break', 'continue' or 'return' when the statements after the event's leave its block."""
-    owner, index = model.block_of.get(event.statement, (None, 0))
-    for statement in getattr(owner, "body", ())[index + 1 :]:
-        if isinstance(statement, cst.SimpleStatementLine):
-            for small in statement.body:
-                if isinstance(small, cst.Return):
-                    return "return"
-                if isinstance(small, (cst.Break, cst.Continue)):
-                    return "break"
+def _jump_after(events: list[Event], index: int) -> str | None:
+    """'break', 'continue' or 'return' when one ends the event's block after it."""
+    event = events[index]
+    for later in events[index + 1 :]:
+        if not (
+            later.loops[: len(event.loops)] == event.loops
+            and later.branches[: len(event.branches)] == event.branches
+        ):
+            return None  # left the block
+        if later.kind == JUMP and later.loops == event.loops and later.branches == event.branches:
+            return later.name
     return None
 
 
