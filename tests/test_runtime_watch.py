@@ -289,10 +289,11 @@ def test_running_sum_of_losses_logged_is_reported_and_average_is_not(tmp_path):
     assert "'train/loss_sum'" in finding.message
 
 
-def test_patches_and_hooks_are_removed_even_after_keyboard_interrupt(tmp_path):
+def instrumented_state() -> tuple:
+    """Everything watch() patches or hooks, as it is now."""
     from torch.optim import optimizer as optim_module
 
-    before = (
+    return (
         torch.autograd.backward,
         torch.optim.Optimizer.zero_grad,
         torch.optim.Optimizer.__init__,
@@ -304,26 +305,19 @@ def test_patches_and_hooks_are_removed_even_after_keyboard_interrupt(tmp_path):
         len(optim_module._global_optimizer_pre_hooks),
         len(optim_module._global_optimizer_post_hooks),
     )
+
+
+def test_patches_and_hooks_are_removed_even_after_keyboard_interrupt(tmp_path):
+    before = instrumented_state()
     model = make_model()
     with pytest.raises(KeyboardInterrupt), watch():
         optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+        assert instrumented_state() != before  # the hooks really were in place
         x, y = batch()
         nn.functional.mse_loss(model(x), y).backward()
         optimizer.step()
         raise KeyboardInterrupt
-    after = (
-        torch.autograd.backward,
-        torch.optim.Optimizer.zero_grad,
-        torch.optim.Optimizer.__init__,
-        torch.nn.Module.zero_grad,
-        torch.Tensor.zero_,
-        SummaryWriter.add_scalar,
-        SummaryWriter.close,
-        SummaryWriter.__init__,
-        len(optim_module._global_optimizer_pre_hooks),
-        len(optim_module._global_optimizer_post_hooks),
-    )
-    assert before == after
+    assert instrumented_state() == before
     assert all(not p._post_accumulate_grad_hooks for p in model.parameters())
     assert "zero_" not in torch.Tensor.__dict__ or torch.Tensor.zero_ is before[4]
 
