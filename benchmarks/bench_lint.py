@@ -25,8 +25,8 @@ from pathlib import Path
 
 import libcst
 
-from looplint.config import Config
 from looplint.engine import LintResult, decode_source, lint_paths
+from looplint.engine.config import Config
 
 ROOT = Path(__file__).resolve().parent.parent
 GOALS = {"cold / parse": 1.0, "training cold / parse": 1.5, "warm / cold": 0.05}

@@ -2,6 +2,6 @@
 
 import sys
 
-from looplint.cli import main
+from looplint.adapters.cli import main
 
 sys.exit(main())

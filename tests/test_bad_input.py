@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from looplint.cli import main
+from looplint.adapters.cli import main
 from looplint.engine import lint_bytes
 
 LOOP = textwrap.dedent(

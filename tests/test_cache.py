@@ -7,10 +7,10 @@ import textwrap
 
 import pytest
 
-from looplint.cache import CACHE_DIR
-from looplint.cli import main
-from looplint.config import Config
+from looplint.adapters.cli import main
 from looplint.engine import lint_paths
+from looplint.engine.cache import CACHE_DIR
+from looplint.engine.config import Config
 
 LOOP = textwrap.dedent(
     """\

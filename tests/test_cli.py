@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from looplint.cli import main
+from looplint.adapters.cli import main
 
 # The classic bug: backward and step every batch, gradients never cleared (LL101 at the step).
 MISSING_ZERO_GRAD = textwrap.dedent(
@@ -120,7 +120,7 @@ def test_stdin_filename_alone_reads_stdin(tmp_path):
 
 def test_importing_the_cli_loads_neither_torch_nor_pytest_nor_libcst(tmp_path):
     code = (
-        "import sys, looplint.cli\n"
+        "import sys, looplint.adapters.cli\n"
         "print(sorted(m for m in ('torch', 'pytest', 'libcst') if m in sys.modules))"
     )
     proc = subprocess.run(

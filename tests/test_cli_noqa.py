@@ -7,8 +7,8 @@ import textwrap
 import pytest
 
 from looplint.engine import lint_bytes
+from looplint.engine.suppress import filter_noqa, parse_noqa
 from looplint.findings import Finding
-from looplint.suppress import filter_noqa, parse_noqa
 
 LOOP = textwrap.dedent(
     """\

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from looplint.config import DEFAULT_EXCLUDE, Config, ConfigError, load_config
+from looplint.engine.config import DEFAULT_EXCLUDE, Config, ConfigError, load_config
 
 
 def pyproject(directory, body: str):

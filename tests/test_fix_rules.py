@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from looplint.fixer import fix_bytes
+from looplint.engine.fixer import fix_bytes
 
 HEAD = """\
 import torch

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from looplint.engine.fixer import apply_fixes, decode_source, fix_bytes, write_atomic
 from looplint.findings import Edit, Finding, Fix
-from looplint.fixer import apply_fixes, decode_source, fix_bytes, write_atomic
 
 ACCUMULATION = re.compile(r"^[ \t]*(?P<total>\w+) \+= (?P<value>\w+)$", re.MULTILINE)
 LOSS_NAME = re.compile(r"\bloss\b")
@@ -262,12 +262,9 @@ LOOP = "total = 0\nfor x in data:\n    total += err\n    count += err\nprint(tot
     )
 )
 def test_whatever_the_fixes_the_result_parses_and_is_a_fixpoint(raw_edits):
-    edits = tuple(
-        Edit(start, min(start + length, len(LOOP)), text) for start, length, text in raw_edits
-    )
+    edits = tuple(Edit(start, min(start + length, len(LOOP)), text) for start, length, text in raw_edits)
     arbitrary = [
-        Finding("toy.py", 1, 1, "LL900", f"edit {i}", fix=Fix("?", (e,)))
-        for i, e in enumerate(edits)
+        Finding("toy.py", 1, 1, "LL900", f"edit {i}", fix=Fix("?", (e,))) for i, e in enumerate(edits)
     ]
     result = apply_fixes(LOOP, toy_analyze(LOOP) + arbitrary, toy_analyze)
     compile(result.source, "toy.py", "exec")

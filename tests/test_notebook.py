@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from looplint.engine.notebook import NotebookError, notebook_source
 from looplint.findings import Edit, Finding, Fix
-from looplint.notebook import NotebookError, notebook_source
 
 
 def write_notebook(*cells: tuple[str, str], **metadata) -> str:
@@ -92,9 +92,7 @@ def test_ipython_lines_are_blanked_one_for_one():
 
 
 def test_a_cell_magic_skips_the_whole_cell():
-    text = write_notebook(
-        ("code", "%%time\nfor x in data:\n    loss.backward()\n"), ("code", "y = 2\n")
-    )
+    text = write_notebook(("code", "%%time\nfor x in data:\n    loss.backward()\n"), ("code", "y = 2\n"))
     notebook = notebook_source(text)
     assert notebook.source == "\n\n\ny = 2\n"  # the lines stay, empty
     assert notebook.locate(4) == (2, 1)
@@ -158,8 +156,7 @@ def test_rebuild_rewrites_only_the_changed_cell():
     nbformat.validate(nbformat.reads(rebuilt, as_version=4))
     cells = json.loads(rebuilt)["cells"]
     assert "".join(cells[3]["source"]) == (
-        "for x in data:\n    loss = model(x).sum()\n    optimizer.zero_grad()\n"
-        "    loss.backward()\n"
+        "for x in data:\n    loss = model(x).sum()\n    optimizer.zero_grad()\n    loss.backward()\n"
     )
     # nbformat would write the same bytes for the changed notebook.
     assert rebuilt == nbformat.writes(nbformat.reads(rebuilt, as_version=4))
@@ -203,9 +200,7 @@ def test_compact_and_crlf_notebooks_keep_their_layout():
 
     crlf = TRAINING.replace("\n", "\r\n")
     notebook = notebook_source(crlf)
-    rebuilt = notebook.rebuild(
-        notebook.source.replace("import torch\n", "import torch\nimport os\n")
-    )
+    rebuilt = notebook.rebuild(notebook.source.replace("import torch\n", "import torch\nimport os\n"))
     assert changed_spans(crlf, rebuilt) == ("", 'import os\\n",\r\n    "')
 
 

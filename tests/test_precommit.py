@@ -143,9 +143,7 @@ def test_hundreds_of_files_a_notebook_and_an_exclude(project: Project):
 
 def test_hooks_file_is_a_valid_manifest_with_both_hooks():
     manifest = ROOT / ".pre-commit-hooks.yaml"
-    subprocess.run(
-        [sys.executable, "-m", "pre_commit", "validate-manifest", str(manifest)], check=True
-    )
+    subprocess.run([sys.executable, "-m", "pre_commit", "validate-manifest", str(manifest)], check=True)
     text = manifest.read_text()
     yaml = pytest.importorskip("yaml")
     hooks = {hook["id"]: hook for hook in yaml.safe_load(text)}

@@ -204,9 +204,7 @@ def test_loop_hygiene_marker_and_fixture(pytester: pytest.Pytester):
     assert "LL101" in never and "without being cleared" in never
 
     bad_marker = failure_section(text, "test_bad_marker")
-    assert (
-        bad_marker.strip() == "loop_hygiene: accumulation_steps must be a positive integer, got 0"
-    )
+    assert bad_marker.strip() == "loop_hygiene: accumulation_steps must be a positive integer, got 0"
     own_error = failure_section(text, "test_failing_body_keeps_its_own_error")
     assert "AssertionError: the test's own assertion" in own_error
     assert "looplint.watch found" not in own_error
@@ -225,7 +223,7 @@ def test_importing_looplint_does_not_import_pytest():
     code = textwrap.dedent(
         """
         import sys
-        import looplint, looplint.fixer, looplint.notebook
+        import looplint, looplint.engine.fixer, looplint.engine.notebook
         looplint.lint_source("x = 1\\n")
         assert "pytest" not in sys.modules and "_pytest" not in sys.modules
         """
@@ -238,7 +236,5 @@ def test_a_broken_configuration_is_a_clear_collection_error(pytester: pytest.Pyt
     pytester.makepyprojecttoml('[tool.looplint]\nselcet = ["LL1"]\n')
     result = pytester.runpytest("--looplint")
     assert result.ret == pytest.ExitCode.INTERRUPTED
-    result.stdout.fnmatch_lines(
-        ["*looplint: *pyproject.toml: [[]tool.looplint[]]: unknown key 'selcet'*"]
-    )
+    result.stdout.fnmatch_lines(["*looplint: *pyproject.toml: [[]tool.looplint[]]: unknown key 'selcet'*"])
     result.stdout.no_fnmatch_line("*Traceback*")

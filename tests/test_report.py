@@ -7,8 +7,8 @@ import json
 import pytest
 
 from looplint.catalog import RULES
+from looplint.engine.report import render, sarif
 from looplint.findings import Edit, Finding, Fix
-from looplint.report import render, sarif
 
 FIX = Fix("Insert `optimizer.zero_grad()`", (Edit(10, 10, "optimizer.zero_grad()\n"),), safe=True)
 FINDINGS = [

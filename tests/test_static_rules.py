@@ -18,9 +18,7 @@ else:  # pragma: no cover
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 EXPECTED: dict[str, list[str]] = tomllib.loads((FIXTURES / "expected.toml").read_text())
 CASES = sorted(
-    p.relative_to(FIXTURES).as_posix()
-    for d in ("static", "seed")
-    for p in (FIXTURES / d).glob("*.py")
+    p.relative_to(FIXTURES).as_posix() for d in ("static", "seed") for p in (FIXTURES / d).glob("*.py")
 )
 STATIC_CODES = sorted(
     code for code, info in RULES.items() if info.origin in ("static", "both") and code != "LL000"
@@ -29,9 +27,7 @@ STATIC_CODES = sorted(
 
 def findings_of(relative: str) -> list[str]:
     path = FIXTURES / relative
-    return [
-        f"{f.line}:{f.code}" for f in analyze_source(path.read_text(encoding="utf-8"), str(path))
-    ]
+    return [f"{f.line}:{f.code}" for f in analyze_source(path.read_text(encoding="utf-8"), str(path))]
 
 
 @pytest.mark.parametrize("relative", CASES)
@@ -112,9 +108,7 @@ FIXABLE = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("relative", "finding"), FIXABLE, ids=[f"{r}:{f.line}:{f.code}" for r, f in FIXABLE]
-)
+@pytest.mark.parametrize(("relative", "finding"), FIXABLE, ids=[f"{r}:{f.line}:{f.code}" for r, f in FIXABLE])
 def test_each_fix_removes_its_finding_and_adds_none(relative: str, finding) -> None:
     source = (FIXTURES / relative).read_text(encoding="utf-8")
     before = [f.code for f in analyze_source(source, relative)]

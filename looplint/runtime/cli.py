@@ -169,7 +169,7 @@ def merge_static(static: list[Finding], runtime: list[Finding]) -> list[Finding]
 
 
 def _render(findings: list[Finding], fmt: str) -> str:
-    from looplint.report import render
+    from looplint.engine.report import render
 
     return render(findings, fmt).rstrip("\n")
 

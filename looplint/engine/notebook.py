@@ -223,9 +223,7 @@ def notebook_source(text: str) -> NotebookSource:
         if code and not code.endswith("\n"):
             code += "\n"
         line_count = code.count("\n")
-        cells.append(
-            CodeCell(number, cell_text, line, line_count, blanked, span, isinstance(stored, list))
-        )
+        cells.append(CodeCell(number, cell_text, line, line_count, blanked, span, isinstance(stored, list)))
         parts.append(code)
         line += line_count
     return NotebookSource("".join(parts), tuple(cells), text)

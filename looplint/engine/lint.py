@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from itertools import repeat
 from pathlib import Path
 
-from looplint.cache import Cache
-from looplint.config import Config, load_config
-from looplint.files import NOTEBOOK_SUFFIX, describe_os_error, discover
+from looplint.engine.cache import Cache
+from looplint.engine.config import Config, load_config
+from looplint.engine.files import NOTEBOOK_SUFFIX, describe_os_error, discover
+from looplint.engine.suppress import filter_noqa
 from looplint.findings import Finding
 from looplint.static import analyze_source
-from looplint.suppress import filter_noqa
 
 # Below this many files to analyze, starting worker processes costs more than it saves.
 MIN_FILES_FOR_POOL = 16
@@ -50,7 +50,7 @@ def default_jobs() -> int:
 def notebooks_supported() -> bool:
     """Whether the notebook reader is installed in this build."""
     try:
-        import looplint.notebook  # noqa: F401
+        import looplint.engine.notebook  # noqa: F401
     except ImportError:
         return False
     return True
@@ -119,7 +119,7 @@ def lint_bytes(data: bytes, path: str, config: Config | None = None) -> list[Fin
 
 def _lint_notebook(data: bytes, path: str) -> list[Finding]:
     try:
-        from looplint.notebook import NotebookError, notebook_source
+        from looplint.engine.notebook import NotebookError, notebook_source
     except ImportError:
         raise FileError(f"{path}: notebook support is not available in this installation") from None
     try:

@@ -56,8 +56,8 @@ def fix_bytes(
     the enabled findings of the fixed content (for a notebook, located in their cells). Content
     that cannot be decoded or parsed is returned as is, with an LL000 finding saying why.
     """
+    from looplint.engine.suppress import filter_noqa
     from looplint.static import analyze_source
-    from looplint.suppress import filter_noqa
 
     enabled = is_enabled or (lambda code: True)
     if str(path).endswith(".ipynb"):
@@ -88,9 +88,9 @@ def fix_bytes(
 
 def _fix_notebook(data: bytes, path: str, unsafe: bool, enabled: Callable[[str], bool]) -> FixOutcome:
     """Fix the joined code cells; a fix that cannot be written back into its cells is rejected."""
-    from looplint.notebook import NotebookError, notebook_source
+    from looplint.engine.notebook import NotebookError, notebook_source
+    from looplint.engine.suppress import filter_noqa
     from looplint.static import analyze_source
-    from looplint.suppress import filter_noqa
 
     bom = data.startswith(b"\xef\xbb\xbf")
     try:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import pathspec
 
-from looplint.config import Config, gitignore_spec
+from looplint.engine.config import Config, gitignore_spec
 
 PYTHON_SUFFIX = ".py"
 NOTEBOOK_SUFFIX = ".ipynb"

@@ -78,14 +78,12 @@ class _LintState:
 
     def wants(self, path: Path) -> bool:
         relative = _relative(path, self.rootdir)
-        matched = any(
-            fnmatch.fnmatch(relative if "/" in glob else path.name, glob) for glob in self.globs
-        )
+        matched = any(fnmatch.fnmatch(relative if "/" in glob else path.name, glob) for glob in self.globs)
         return matched and not self.config_for(path).is_excluded(path)
 
     def config_for(self, path: Path) -> Any:
         """The looplint configuration that applies to a file (one lookup per directory)."""
-        from looplint.config import ConfigError, load_config
+        from looplint.engine.config import ConfigError, load_config
 
         directory = path.parent
         if directory not in self._configs:
@@ -97,7 +95,7 @@ class _LintState:
 
     def fingerprint(self, path: Path) -> list[Any]:
         """What must stay the same for a passed file to be skipped: the file, looplint, config."""
-        from looplint.cache import code_fingerprint  # looplint's version and its modules
+        from looplint.engine.cache import code_fingerprint  # looplint's version and its modules
 
         stat = path.stat()
         config = self.config_for(path)
@@ -143,7 +141,7 @@ class LooplintItem(pytest.Item):
 
     def runtest(self) -> None:
         from looplint.engine import FileError, lint_file
-        from looplint.report import render
+        from looplint.engine.report import render
 
         state = self._state
         fingerprint = state.fingerprint(self.path)
@@ -227,9 +225,9 @@ def pytest_runtest_call(item: pytest.Item):
 
 
 def _watch_failure(findings: list[Finding]) -> str:
-    from looplint.report import render
+    from looplint.engine.report import render
 
     count = f"{len(findings)} problem{'s' if len(findings) != 1 else ''}"
-    return f"looplint.watch found {count} in this test's training loop:\n" + render(
-        findings, "text"
-    ).rstrip("\n")
+    return f"looplint.watch found {count} in this test's training loop:\n" + render(findings, "text").rstrip(
+        "\n"
+    )

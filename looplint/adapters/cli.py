@@ -12,9 +12,9 @@ import sys
 from collections.abc import Sequence
 
 import looplint
-from looplint.config import Config, ConfigError, load_config, parse_selectors
+from looplint.engine.config import Config, ConfigError, load_config, parse_selectors
+from looplint.engine.report import FORMATS, render
 from looplint.findings import Finding
-from looplint.report import FORMATS, render
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 STDIN = "-"
@@ -204,12 +204,12 @@ def _fix(
     """Apply fixes in place, or with --diff print them. Returns the exit status when the run
     ends here (--diff, or no fixer), and the fixed stdin content (already written to stdout)."""
     try:
-        from looplint.fixer import fix_bytes, write_atomic
+        from looplint.engine.fixer import fix_bytes, write_atomic
     except ImportError:
-        _error("fixes are not available in this installation (looplint.fixer is missing)")
+        _error("fixes are not available in this installation (looplint.engine.fixer is missing)")
         return EXIT_ERROR, None
     from looplint import engine
-    from looplint.files import discover
+    from looplint.engine.files import discover
 
     discovery = discover(files, config, notebooks=engine.notebooks_supported())
     # When fixing in place, the lint run that follows reports unreadable paths.
