@@ -105,6 +105,7 @@ class LRMonitor:
         self._optimizers: list[_Optimizer] = []
         self._schedulers: list[_Scheduler] = []
         self._pending: list[Any] = []
+        self._last: _Optimizer | None = None  # the optimizer that stepped last
         self._writer: Any = None
         self._logged: dict[str, int] = {}  # TensorBoard tag -> last step written
         self.notes: list[str] = []
@@ -116,14 +117,23 @@ class LRMonitor:
 
     def on_optimizer_step(self, optimizer: Any) -> None:
         """After an optimizer step: record the LRs it used and the losses that fed it."""
-        tracked = self._tracked(optimizer)
+        tracked = self._last
+        if tracked is None or tracked.optimizer is not optimizer:
+            tracked = self._last = self._tracked(optimizer)
         tracked.steps += 1
         step = tracked.steps
         changed = []
+        groups = tracked.groups
         for index, param_group in enumerate(optimizer.param_groups):
-            if index == len(tracked.groups):
-                tracked.groups.append(_Group())
-            change = tracked.groups[index].record(step, _lr_value(param_group.get("lr")))
+            lr = param_group.get("lr")
+            if index < len(groups):
+                group = groups[index]
+                if type(lr) is float and group.change_lrs[-1] == lr:
+                    continue  # the common case: a float LR that did not move
+            else:
+                group = _Group()
+                groups.append(group)
+            change = group.record(step, _lr_value(lr))
             if change is not None:
                 changed.append((index, *change))
         if self._pending:
@@ -232,12 +242,12 @@ class LRMonitor:
 
     def _keep_loss(self, tracked: _Optimizer, step: int) -> None:
         """Attach the losses since the last step to this step, as one device scalar (no sync)."""
-        import torch
-
         pending, self._pending = self._pending, []
         if len(pending) == 1 and pending[0].dim() == 0:
             loss = pending[0]
         else:
+            import torch
+
             try:
                 loss = torch.stack([p.float().mean() for p in pending]).mean()
             except RuntimeError:  # losses on different devices: keep the last one
