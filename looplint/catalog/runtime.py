@@ -76,16 +76,17 @@ RULES: tuple[RuleInfo, ...] = (
         name="non-finite-loss-or-grad",
         summary="A loss or gradient became inf/nan and an optimizer step used it.",
         what="""
-            Records the loss of every backward pass and the largest gradient magnitude at every
-            optimizer step, on the device, and checks them once the run is over. Reports the
-            first step whose loss or gradients were inf or nan, at the backward or step call
-            site. A non-finite loss whose step GradScaler skipped is not reported: nothing used
+            Records the loss of every backward pass, and the largest weight magnitude after each
+            of the first 10 optimizer steps and every 10th step after (a non-finite gradient that
+            a step applied leaves non-finite weights), on the device, and checks them once the run
+            is over. Reports the first step whose loss or weights were inf or nan, at the backward
+            or step call site. A non-finite loss whose step GradScaler skipped is not reported: nothing used
             it. Reading the values only at the end keeps the check free of host-device syncs.
         """,
         why="""
             One non-finite gradient applied by `optimizer.step()` turns the weights it touches
             into nan, and every later loss, prediction and checkpoint with them, while the loop
-            keeps running. Knowing the first step (and whether the loss or only the gradients
+            keeps running. Knowing the first step (and whether the loss or only the weights
             went first) points at the cause: a log of zero, a division by a zero norm, an LR
             too high, fp16 overflow without GradScaler.
         """,

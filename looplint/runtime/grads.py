@@ -1,15 +1,24 @@
-"""Gradient bookkeeping: which backward passes each parameter's .grad holds when a step uses it.
+"""Gradient bookkeeping: which backward passes each watched parameter's .grad holds when a step uses it.
 
-Every backward pass gets an id. A per-parameter post-accumulate-grad hook notes the ids that flow
-into the current `.grad`; clearing is observed through patched `zero_grad` methods, `Tensor.zero_`
-on a gradient, and `.grad` becoming None or another tensor. At each optimizer step (post hook, so
-LBFGS closures have run) the step's contributions are compared with that optimizer's previous step.
-No tensor value is ever read here.
+Every backward pass gets an id. The cost per step must not grow with the model, so not every
+parameter is watched: each optimizer watches two of its trainable parameters, the first and the
+last of its list (the input and the output end of a model, the first and the last group). Around
+each backward pass the watched parameters' `.grad` (the tensor and its version counter) are read
+before and after: a new tensor or a bumped version means the pass accumulated into it. No hook
+runs per parameter. Clearing is observed through patched
+`zero_grad` methods (one event per call, whatever the parameter count), `Tensor.zero_` on a
+gradient, and `.grad` becoming None or another tensor. At each optimizer step (post hook, so LBFGS
+closures have run) the watched parameters' contributions are compared with that optimizer's
+previous step. When the few watched parameters suggest a problem that only the whole set could
+prove, the optimizer watches all its parameters from then on: precision costs time only in runs
+that have the problem. No tensor value is ever read here.
 """
 
 from __future__ import annotations
 
+import itertools
 import linecache
+import operator
 import re
 import weakref
 from array import array
@@ -21,6 +30,12 @@ from typing import Any
 import torch
 
 from looplint.runtime.sites import Site, user_site
+
+SAMPLE_SIZE = 2  # parameters watched per optimizer on the common path: the first and the last
+_GRAD = operator.attrgetter("grad")
+_VERSION, _NO_VERSION = itertools.repeat("_version"), itertools.repeat(-1)
+PENDING_STEPS = 10  # optimizer steps the parameters of the first backward pass stay watched, at most
+UNKNOWN = -1  # `first` of a gradient whose origin was not observed: never judged stale
 
 
 class _ParamState:
@@ -35,21 +50,32 @@ class _ParamState:
         "last",
         "param_ref",
         "seen_from_start",
+        "used",
+        "watched",
     )
 
     def __init__(self, param: torch.Tensor) -> None:
         self.param_ref = weakref.ref(param)
-        self.first = 0  # oldest backward id in .grad (0: none, or from before the session)
+        self.first = 0  # oldest backward id in .grad (0: none or older than any step; UNKNOWN)
         self.count = 0  # backward passes accumulated since the last clear
         self.last = 0  # newest backward id that touched this parameter, even if cleared since
+        self.used = 0  # backward count at the last step that used its gradient
         self.grad_ref: weakref.ref[torch.Tensor] | None = None
         self.clear_site: Site | None = None
-        self.seen_from_start = False  # hooked before the session's first backward pass
+        self.seen_from_start = False  # watched since before the session's first backward pass
+        self.watched = False
 
     def clear(self, site: Site | None) -> None:
         self.count = 0
         self.first = 0
         self.clear_site = site
+
+    def restart(self, first: int) -> None:
+        """Start watching with no history: the current .grad counts as one contribution."""
+        param = self.param_ref()
+        grad = None if param is None else param.grad
+        self.grad_ref = None if grad is None else weakref.ref(grad)
+        self.count, self.first, self.last = (0, 0, 0) if grad is None else (1, first, 0)
 
 
 @dataclass
@@ -58,15 +84,18 @@ class OptimizerState:
 
     label: str
     created_at: Site | None
-    params: list[_ParamState] = field(default_factory=list)
+    ref: Any = None  # weakref to the optimizer
+    params: list[_ParamState] = field(default_factory=list)  # the watched ones
+    param_list: list[torch.Tensor] = field(default_factory=list)  # their parameters, same order
     param_count: int = 0
+    group_count: int = 0
+    sampled: bool = False  # watches some of its parameters, not all
     steps: int = 0
     marker: int = 0  # backward count at this optimizer's previous step
+    cleared_at: int = -1  # backward count at its latest zero_grad()
     evaluated: bool = False  # False until a step whose gradients were fully observed
     passes_per_step: Counter = field(default_factory=Counter)
-    step_sites: Counter = field(default_factory=Counter)
     used_closure: bool = False
-    last_site: Site | None = None
 
 
 @dataclass
@@ -107,8 +136,23 @@ def _optimizer_name(site: Site | None) -> str | None:
     return receiver
 
 
+def _flat_params(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    return [param for group in optimizer.param_groups for param in group["params"]]
+
+
+def _sample(params: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The parameters an optimizer watches: SAMPLE_SIZE trainable ones, spread evenly from the
+    first to the last (all of them when there are no more)."""
+    trainable = [p for p in params if p.requires_grad] or params
+    if len(trainable) <= SAMPLE_SIZE:
+        return trainable
+    last = len(trainable) - 1
+    indices = sorted({round(i * last / (SAMPLE_SIZE - 1)) for i in range(SAMPLE_SIZE)})
+    return [trainable[i] for i in indices]
+
+
 class GradTracker:
-    """Installs the gradient hooks and turns what they saw into problems."""
+    """Watches gradients around backward passes and steps, and turns what it saw into problems."""
 
     def __init__(self, guard: Callable[..., Any], accumulation_steps: int | None) -> None:
         self._guard = guard  # runs a bookkeeping callable, turning its errors into one warning
@@ -117,45 +161,125 @@ class GradTracker:
         self.backward_sites: Counter[Site | None] = Counter()
         self.total_steps = 0
         self.step_marks = array("q")  # backward count at each optimizer step, in order
-        self.optimizers: dict[int, OptimizerState] = {}
-        self._optimizer_refs: dict[int, Any] = {}
+        self.optimizers: dict[int, OptimizerState] = {}  # live optimizers by id
+        self.all_optimizers: list[OptimizerState] = []  # every optimizer seen, in order
         self._params: dict[int, _ParamState] = {}
-        # data_ptr of each tracked .grad, to recognize `p.grad.zero_()`; rebuilt only when a
+        self._watched: list[_ParamState] = []  # read around every backward pass
+        self._watched_params: list[torch.Tensor] = []  # their parameters (released with them)
+        self._pending: list[_ParamState] = []  # the first backward's leaves, until optimizers claim them
+        self._generation = 0  # bumped whenever the watched set changes
+        self._module_states: dict[int, tuple[Any, int, list[_ParamState]]] = {}
+        # data_ptr of each watched .grad, to recognize `p.grad.zero_()`; rebuilt only when a
         # zero_() meets it out of date, so loops that never call zero_() never pay for it.
         self._grad_ptrs: dict[int, _ParamState] = {}
         self._grad_ptrs_stale = True
-        self._handles: list[Any] = []
+        self.clearing = 0  # inside a patched zero_grad: its own zero_() calls are already counted
         self.problems: dict[tuple[str, int, Site | None], GradProblem] = {}
         # [first, last] backward ids whose gradients some optimizer step really used.
         self.consumed: list[list[int]] = []
-        self.on_step: list[Callable[[torch.optim.Optimizer, OptimizerState], None]] = []
+        # Called after each step with the step's site when it was needed, else None.
+        self.on_step: list[Callable[[torch.optim.Optimizer, OptimizerState, Site | None], None]] = []
 
     # -- registration -------------------------------------------------------------------------
+    def state_of(self, optimizer: torch.optim.Optimizer) -> OptimizerState | None:
+        state = self.optimizers.get(id(optimizer))
+        if state is not None and state.ref() is optimizer:
+            return state
+        return None
+
     def track_optimizer(
         self, optimizer: torch.optim.Optimizer, site: Site | None, *, from_start: bool = False
     ) -> OptimizerState:
         """Start (or keep) tracking an optimizer. `from_start`: seen at construction, so every
         backward pass into its parameters is observed and its first step can be checked too."""
-        key = id(optimizer)
-        state = self.optimizers.get(key)
-        if state is None or self._optimizer_refs.get(key) is not optimizer:
+        state = self.state_of(optimizer)
+        if state is None:
             name = type(optimizer).__name__
-            index = sum(1 for s in self.optimizers.values() if s.label.split("#")[0] == name)
+            index = sum(1 for s in self.all_optimizers if s.label.split("#")[0] == name)
             label = name + (f"#{index + 1}" if index else "")
-            state = OptimizerState(label=label, created_at=site, evaluated=from_start)
-            self.optimizers[key] = state
-            self._optimizer_refs[key] = optimizer
+            state = OptimizerState(label=label, created_at=site, ref=weakref.ref(optimizer))
+            self.optimizers[id(optimizer)] = state
+            self.all_optimizers.append(state)
             self._sync_params(optimizer, state)
-            # Created before the session but its parameters were hooked before the first
-            # backward pass (found in that pass's graph): its history is complete.
+            # Created before the session but its watched parameters were seen before the first
+            # backward pass (found in that pass's graph) and watched since: its history is complete.
             state.evaluated = from_start or all(p.seen_from_start for p in state.params)
             return state
         self._sync_params(optimizer, state)
         return state
 
-    def hook_graph_leaves(self, roots: Any, limit: int = 100_000) -> None:
-        """Before the session's first backward pass: hook the parameters its graph reaches, so
-        optimizers created before the session are observed from their first step."""
+    def _sync_params(self, optimizer: torch.optim.Optimizer, state: OptimizerState) -> None:
+        """Choose the watched parameters again when the groups changed (`add_param_group`)."""
+        state.group_count = len(optimizer.param_groups)
+        count = sum(len(group["params"]) for group in optimizer.param_groups)
+        if count == state.param_count:
+            return
+        params = _flat_params(optimizer)
+        watched = _sample(params)
+        state.params = [self._param_state(param) for param in watched]
+        state.param_list = watched
+        state.param_count = count
+        state.sampled = len(watched) < len([p for p in params if p.requires_grad])
+        self._update_watched()
+
+    def watch_all(self, state: OptimizerState) -> None:
+        """From now on, watch every parameter of this optimizer (called right after one of its
+        steps: gradients already there were used by it)."""
+        optimizer = state.ref()
+        if optimizer is None or not state.sampled:
+            return
+        known = {id(s) for s in state.params}
+        for param in _flat_params(optimizer):
+            param_state = self._param_state(param, first=0)
+            if id(param_state) not in known:
+                known.add(id(param_state))
+                state.params.append(param_state)
+                state.param_list.append(param)
+        state.sampled = False
+        self._update_watched()
+
+    def _param_state(self, param: torch.Tensor, *, first: int = UNKNOWN) -> _ParamState:
+        """The state of a parameter, watched from now on; `first` is what a gradient already
+        there counts as when the parameter was not watched until now."""
+        state = self._params.get(id(param))
+        if state is None or state.param_ref() is not param:
+            state = _ParamState(param)
+            self._params[id(param)] = state
+        if not state.watched:
+            state.restart(first)
+            state.seen_from_start = False
+            state.watched = True
+            self._watched.append(state)
+            self._watched_params.append(param)
+            self._generation += 1
+            self._grad_ptrs_stale = True
+        return state
+
+    def _update_watched(self) -> None:
+        """Keep watching what some live optimizer watches, and the pending leaves; drop the rest."""
+        keep: dict[int, _ParamState] = {id(s): s for s in self._pending}
+        for optimizer_state in self.optimizers.values():
+            if optimizer_state.ref() is not None:
+                keep.update((id(s), s) for s in optimizer_state.params)
+            else:  # gone: let its parameters go too
+                optimizer_state.params, optimizer_state.param_list = [], []
+        watched, params = [], []
+        for state, param in zip(self._watched, self._watched_params):
+            if id(state) in keep:
+                watched.append(state)
+                params.append(param)
+            else:
+                state.watched = False
+                state.seen_from_start = False
+        if len(watched) != len(self._watched):
+            self._watched, self._watched_params = watched, params
+            self._generation += 1
+            self._grad_ptrs_stale = True
+
+    def note_graph_leaves(self, roots: Any, limit: int = 100_000) -> None:
+        """Before the session's first backward pass: watch the parameters its graph reaches, so
+        optimizers created before the session are observed from their first step. They stay
+        watched until optimizers claim them (or for PENDING_STEPS steps)."""
         stack = [t.grad_fn for t in roots if isinstance(t, torch.Tensor) and t.grad_fn is not None]
         seen: set[int] = set()
         while stack and len(seen) < limit:
@@ -165,92 +289,105 @@ class GradTracker:
             seen.add(id(node))
             variable = getattr(node, "variable", None)  # AccumulateGrad: a leaf that gets .grad
             if isinstance(variable, torch.Tensor):
-                self._param_state(variable).seen_from_start = True
+                state = self._param_state(variable, first=0)
+                state.seen_from_start = True
+                self._pending.append(state)
             stack.extend(next_node for next_node, _ in node.next_functions)
 
-    def _sync_params(self, optimizer: torch.optim.Optimizer, state: OptimizerState) -> None:
-        count = sum(len(group["params"]) for group in optimizer.param_groups)
-        if count == state.param_count:
-            return
-        known = {id(s) for s in state.params}
-        for group in optimizer.param_groups:
-            for param in group["params"]:
-                param_state = self._param_state(param)
-                if id(param_state) not in known:
-                    known.add(id(param_state))
-                    state.params.append(param_state)
-        state.param_count = count
+    def _release_pending(self) -> None:
+        """After a step: leaves that a tracked optimizer holds no longer need watching (its own
+        sample stays watched); after PENDING_STEPS steps, none do."""
+        if self.total_steps >= PENDING_STEPS:
+            self._pending = []
+        else:
+            claimed = {
+                id(param)
+                for state in self.optimizers.values()
+                if (optimizer := state.ref()) is not None
+                for param in _flat_params(optimizer)
+            }
+            self._pending = [s for s in self._pending if id(s.param_ref()) not in claimed]
+        self._update_watched()
 
-    def _param_state(self, param: torch.Tensor) -> _ParamState:
-        state = self._params.get(id(param))
-        if state is not None and state.param_ref() is param:
-            return state
-        state = _ParamState(param)
-        self._params[id(param)] = state
-        if param.grad is not None:
-            # Gradient from before the session: unknown backward passes, older than any step.
-            state.count = 1
-            self._see_grad(state, param.grad)
-        if param.requires_grad:
-            self._handles.append(param.register_post_accumulate_grad_hook(self._make_hook(state)))
-        return state
+    # -- backward passes ----------------------------------------------------------------------
+    def before_backward(self) -> tuple[list[_ParamState], list[torch.Tensor], list[Any], list[int]]:
+        """What the watched gradients are before a backward pass (identity and version)."""
+        params = self._watched_params
+        grads = list(map(_GRAD, params))
+        return self._watched, params, grads, list(map(getattr, grads, _VERSION, _NO_VERSION))
 
-    def _see_grad(self, state: _ParamState, grad: torch.Tensor) -> None:
-        """Remember the tensor now in .grad."""
-        state.grad_ref = weakref.ref(grad)
-        self._grad_ptrs_stale = True
-
-    def _rebuild_grad_ptrs(self) -> None:
-        self._grad_ptrs.clear()
-        for state in self._params.values():
-            grad = state.grad_ref() if state.grad_ref is not None else None
-            if grad is not None:
-                self._grad_ptrs[grad.data_ptr()] = state
-        self._grad_ptrs_stale = False
-
-    def _make_hook(self, state: _ParamState) -> Callable[[torch.Tensor], None]:
-        def after_accumulate(param: torch.Tensor) -> None:
-            try:
-                grad = param.grad
+    def after_backward(
+        self, before: tuple[list[_ParamState], list[torch.Tensor], list[Any], list[int]]
+    ) -> None:
+        """Note the watched gradients this backward pass accumulated into: a new tensor in .grad,
+        or a new version of the same one."""
+        states, params, old_grads, old_versions = before
+        grads = list(map(_GRAD, params))
+        versions = list(map(getattr, grads, _VERSION, _NO_VERSION))
+        backward_id = self.backward_count
+        for state, grad, old, version, old_version in zip(states, grads, old_grads, versions, old_versions):
+            if grad is not old:
+                if grad is not None:  # a new tensor: .grad was None (cleared) or was replaced
+                    state.grad_ref = weakref.ref(grad)
+                    state.first = state.last = backward_id
+                    state.count = 1
+                    self._grad_ptrs_stale = True
+            elif version != old_version:  # accumulated in place: into the tensor we knew?
                 ref = state.grad_ref
                 if ref is None or ref() is not grad:
-                    # .grad was None (cleared) or replaced since we last saw it.
+                    state.grad_ref = weakref.ref(grad)
                     state.count = 0
-                    self._see_grad(state, grad)
-                backward_id = self.backward_count
+                    self._grad_ptrs_stale = True
                 if state.count == 0:
                     state.first = backward_id
                     state.count = 1
                 elif state.last != backward_id:
                     state.count += 1
                 state.last = backward_id
-            except Exception as error:  # noqa: BLE001 - never raise into backward
-                self._guard(error)
 
-        return after_accumulate
+    # -- clearing -----------------------------------------------------------------------------
+    # A clear of gradients that every step already used is the normal loop; its call site is looked
+    # up only when it throws away gradients no step used (LL102 names it).
+    def on_clear_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        state = self.state_of(optimizer)
+        if state is not None:
+            state.cleared_at = self.backward_count
+            self._clear(state.params)
+        else:  # not stepped yet: its parameters may be watched as leaves of the first backward
+            self._clear(
+                [
+                    s
+                    for p in _flat_params(optimizer)
+                    if (s := self._params.get(id(p))) is not None and s.watched
+                ]
+            )
 
-    def remove_hooks(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
+    def on_clear_module(self, module: torch.nn.Module) -> None:
+        entry = self._module_states.get(id(module))
+        if entry is None or entry[0]() is not module or entry[1] != self._generation:
+            states = [
+                state
+                for param in module.parameters()
+                if (state := self._params.get(id(param))) is not None and state.watched
+            ]
+            entry = (weakref.ref(module), self._generation, states)
+            self._module_states[id(module)] = entry
+        self._clear(entry[2])
 
-    # -- events -----------------------------------------------------------------------------
-    def on_backward(self, site: Site | None) -> None:
-        self.backward_count += 1
-        self.backward_sites[site] += 1
-
-    def on_clear_params(self, params: Any, site: Site | None) -> None:
-        for param in params:
-            state = self._params.get(id(param))
-            if state is not None and state.param_ref() is param:
-                state.clear(site)
-
-    def on_clear_optimizer(self, optimizer: torch.optim.Optimizer, site: Site | None) -> None:
-        for group in optimizer.param_groups:
-            self.on_clear_params(group["params"], site)
+    def _clear(self, states: list[_ParamState]) -> None:
+        discarded = False
+        for state in states:
+            if state.count:
+                discarded = discarded or state.last > state.used
+                state.count = state.first = 0
+            state.clear_site = None
+        if discarded:
+            site = user_site()
+            for state in states:
+                state.clear_site = site
 
     def on_tensor_zeroed(self, tensor: torch.Tensor) -> None:
-        if not self._params:
+        if self.clearing or not self._watched:
             return
         try:
             pointer = tensor.data_ptr()
@@ -263,52 +400,108 @@ class GradTracker:
         if state is not None and _holds_grad_at(state, pointer):
             state.clear(user_site())
 
-    def on_step_pre(self, optimizer: torch.optim.Optimizer, kwargs: dict[str, Any], args: tuple) -> None:
-        state = self.track_optimizer(optimizer, None)
-        state.used_closure = state.used_closure or bool(kwargs.get("closure") or len(args) > 1)
+    def _rebuild_grad_ptrs(self) -> None:
+        self._grad_ptrs.clear()
+        for state in self._watched:
+            grad = state.grad_ref() if state.grad_ref is not None else None
+            if grad is not None:
+                self._grad_ptrs[grad.data_ptr()] = state
+        self._grad_ptrs_stale = False
 
-    def on_step_post(self, optimizer: torch.optim.Optimizer) -> OptimizerState:
+    # -- steps --------------------------------------------------------------------------------
+    def on_step_post(
+        self, optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict[str, Any]
+    ) -> OptimizerState:
+        """After a step (so LBFGS closures have run): compare the gradients it used with the
+        optimizer's previous step. Reads a few watched parameters, not all."""
         state = self.optimizers.get(id(optimizer))
-        if state is None or self._optimizer_refs.get(id(optimizer)) is not optimizer:
-            state = self.track_optimizer(optimizer, None)  # the pre hook already did this
+        if state is None or state.ref() is not optimizer or state.group_count != len(optimizer.param_groups):
+            state = self.track_optimizer(optimizer, None)
+        if len(args) > 1 or kwargs:  # args[0] is the optimizer; anything else is a closure
+            state.used_closure = True
         state.steps += 1
         self.total_steps += 1
-        self.step_marks.append(self.backward_count)
+        backward_count = self.backward_count
+        self.step_marks.append(backward_count)
         marker = state.marker
-        consumed_params = 0
-        stale_params = 0
-        passes = 0
-        stale_passes = 0
-        oldest = 0
-        newest_touch = 0
-        clear_sites: Counter[Site | None] = Counter()
-        for param_state in state.params:
-            param = param_state.param_ref()
-            if param is None:
-                continue
-            grad = param.grad
+        # The normal step: every watched gradient is the tensor we saw accumulate since the
+        # previous step. Anything else goes through the full comparison.
+        passes = oldest = 0
+        for param_state, grad in zip(state.params, map(_GRAD, state.param_list)):
+            count = param_state.count
+            first = param_state.first
+            if grad is None or not count or first <= marker or param_state.grad_ref() is not grad:
+                passes = -1
+                break
+            param_state.used = backward_count
+            passes = max(passes, count)
+            oldest = min(oldest, first) if oldest else first
+        site = None
+        if passes < 0:
+            passes, oldest, site = self._compare_step(state, marker)
+        elif state.evaluated and self.accumulation_steps is not None and not state.used_closure:
+            site = user_site()
+            self._check_step(state, site, marker, len(state.params), 0, 0, passes, backward_count, Counter())
+        if passes:
+            first = oldest if oldest > 0 else 1
+            consumed = self.consumed
+            if consumed and first <= consumed[-1][1] + 1:
+                consumed[-1][0] = min(consumed[-1][0], first)
+                consumed[-1][1] = backward_count
+            else:
+                consumed.append([first, backward_count])
+            if state.evaluated:
+                state.passes_per_step[passes] += 1
+        state.evaluated = True
+        state.marker = backward_count
+        if self._pending:
+            self._release_pending()
+        for callback in self.on_step:
+            callback(optimizer, state, site)
+        return state
+
+    def _compare_step(self, state: OptimizerState, marker: int) -> tuple[int, int, Site | None]:
+        """Every watched gradient against the optimizer's previous step: stale ones (LL101), none
+        at all right after a backward (LL102). Returns (passes, oldest backward id, step site)."""
+        backward_count = self.backward_count
+        consumed_params = stale_params = passes = stale_passes = oldest = newest_touch = 0
+        cleared_after_touch: list[_ParamState] = []
+        for param_state, grad in zip(state.params, map(_GRAD, state.param_list)):
+            count = param_state.count
             if grad is None:
-                if param_state.count:
+                if count:
                     param_state.clear(None)  # `p.grad = None` somewhere
+                    count = 0
             elif param_state.grad_ref is None or param_state.grad_ref() is not grad:
                 # Assigned by the user (`p.grad = tensor`): its history is unknown, count it fresh.
-                self._see_grad(param_state, grad)
-                param_state.first, param_state.count = self.backward_count, 1
-            newest_touch = max(newest_touch, param_state.last)
-            if param_state.count:
+                param_state.grad_ref = weakref.ref(grad)
+                self._grad_ptrs_stale = True
+                param_state.first, param_state.count = backward_count, 1
+                count = 1
+            last = param_state.last
+            newest_touch = max(newest_touch, last)
+            if count:
+                param_state.used = backward_count
                 consumed_params += 1
-                passes = max(passes, param_state.count)
-                if oldest == 0 or param_state.first < oldest:
-                    oldest = param_state.first
-                if param_state.first <= marker:
+                passes = max(passes, count)
+                first = param_state.first
+                if first == UNKNOWN:
+                    param_state.first = 0  # of unknown origin, and now used: older than any later step
+                    continue
+                oldest = min(oldest, first) if oldest else first
+                if first <= marker:
                     stale_params += 1
-                    stale_passes = max(stale_passes, param_state.count)
-            elif param_state.last > marker:
-                clear_sites[param_state.clear_site] += 1
-        site = user_site()
-        state.step_sites[site] += 1
-        state.last_site = site
-        if state.evaluated:
+                    stale_passes = max(stale_passes, count)
+            elif last > marker:
+                cleared_after_touch.append(param_state)
+        site = None
+        if state.evaluated and (
+            stale_params
+            or not consumed_params
+            or (self.accumulation_steps is not None and not state.used_closure)
+        ):
+            site = user_site()
+            clear_sites = Counter(s.clear_site for s in cleared_after_touch)
             self._check_step(
                 state,
                 site,
@@ -320,15 +513,7 @@ class GradTracker:
                 newest_touch,
                 clear_sites,
             )
-        if consumed_params:
-            self._mark_consumed(max(oldest, 1), self.backward_count)
-            if state.evaluated:
-                state.passes_per_step[passes] += 1
-        state.evaluated = True
-        state.marker = self.backward_count
-        for callback in self.on_step:
-            callback(optimizer, state)
-        return state
+        return passes, oldest, site
 
     def _check_step(
         self,
@@ -342,41 +527,53 @@ class GradTracker:
         newest_touch: int,
         clear_sites: Counter,
     ) -> None:
+        # What a few watched parameters show of the whole set: stale gradients of one of them are
+        # a fact; "fewer passes than expected" or "no gradient at all" need every parameter.
         if stale_params:
+            if state.sampled:
+                what = (
+                    f"{stale_params} of the {len(state.params)} parameters watched (of {state.param_count})"
+                )
+            else:
+                what = f"{stale_params} parameters"
             if stale_passes > 1:
                 message = (
-                    f"gradients of {stale_params} parameters accumulated across {stale_passes} "
+                    f"gradients of {what} accumulated across {stale_passes} "
                     f"backward passes without being cleared: `{state.label}.step()` also used "
                     "gradients that its previous step had already applied"
                 )
             else:
                 message = (
-                    f"`{state.label}.step()` applied the gradients of {stale_params} parameters a "
+                    f"`{state.label}.step()` applied the gradients of {what} a "
                     "second time: its previous step already used them, and neither a clear nor a "
                     "backward pass came in between"
                 )
-            self._record(
-                "LL101",
-                state,
-                site,
-                message,
-                details={"parameters": stale_params, "backward_passes": stale_passes},
-            )
+            details = {"parameters": stale_params, "backward_passes": stale_passes}
+            if state.sampled:
+                details["watched_parameters"] = len(state.params)
+                self.watch_all(state)
+            self._record("LL101", state, site, message, details=details)
         elif (
             self.accumulation_steps is not None
             and consumed_params
             and not state.used_closure
             and passes != self.accumulation_steps
         ):
-            self._record(
-                "LL101",
-                state,
-                site,
-                f"`{state.label}.step()` used gradients of {passes} backward passes, "
-                f"expected accumulation_steps={self.accumulation_steps}",
-                details={"backward_passes": passes, "expected": self.accumulation_steps},
-            )
+            if state.sampled and passes < self.accumulation_steps:
+                self.watch_all(state)  # a parameter outside the sample may have had them all
+            else:
+                self._record(
+                    "LL101",
+                    state,
+                    site,
+                    f"`{state.label}.step()` used gradients of {passes} backward passes, "
+                    f"expected accumulation_steps={self.accumulation_steps}",
+                    details={"backward_passes": passes, "expected": self.accumulation_steps},
+                )
         if not consumed_params and newest_touch > marker and newest_touch == self.backward_count:
+            if state.sampled and not self._cleared_everywhere(state, newest_touch):
+                self.watch_all(state)  # a parameter outside the sample may still hold gradients
+                return
             clear_site = clear_sites.most_common(1)[0][0] if clear_sites else None
             where = f" (cleared at {clear_site.display()})" if clear_site else ""
             self._record(
@@ -387,6 +584,14 @@ class GradTracker:
                 f"were cleared between backward and step{where}, so the step did nothing",
                 related=[clear_site] if clear_site else [],
             )
+
+    def _cleared_everywhere(self, state: OptimizerState, touched: int) -> bool:
+        """Whether none of the optimizer's parameters holds a gradient of the backward pass
+        `touched`: it cleared them all since, or every .grad is None."""
+        optimizer = state.ref()
+        if state.cleared_at >= touched:
+            return True
+        return optimizer is not None and all(p.grad is None for p in _flat_params(optimizer))
 
     def _record(
         self,
@@ -403,11 +608,13 @@ class GradTracker:
         name = _optimizer_name(site)
         if name is not None:
             message = message.replace(f"`{state.label}.step()`", f"`{name}.step()`")
+        details = dict(details or {})
         if problem is not None:
             problem.occurrences += 1
-            # Stale gradients pile up step after step: report the worst count seen.
-            if (details or {}).get("backward_passes", 0) > problem.details.get("backward_passes", 0):
-                problem.message, problem.details = message, dict(details or {})
+            # Stale gradients pile up step after step: report the worst count seen, and the
+            # whole parameter set rather than a sample of it.
+            if _weight(details) > _weight(problem.details):
+                problem.message, problem.details = message, details
             return
         backward_sites = [s for s, _ in self.backward_sites.most_common(3) if s is not None]
         self.problems[key] = GradProblem(
@@ -417,16 +624,18 @@ class GradTracker:
             first_step=state.steps,
             message=message,
             related=[*(related or []), *backward_sites],
-            details=dict(details or {}),
+            details=details,
         )
-
-    def _mark_consumed(self, first: int, last: int) -> None:
-        if self.consumed and first <= self.consumed[-1][1] + 1:
-            self.consumed[-1][1] = max(self.consumed[-1][1], last)
-            self.consumed[-1][0] = min(self.consumed[-1][0], first)
-        else:
-            self.consumed.append([first, last])
 
     def was_consumed(self, backward_id: int) -> bool:
         """Whether an optimizer step used the gradients of this backward pass."""
         return any(first <= backward_id <= last for first, last in self.consumed)
+
+
+def _weight(details: dict[str, Any]) -> tuple[int, int, int]:
+    """Which of two reports of one problem to keep: full view first, then the worst counts."""
+    return (
+        "watched_parameters" not in details,
+        details.get("backward_passes", 0),
+        details.get("parameters", 0),
+    )

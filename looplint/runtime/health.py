@@ -1,29 +1,34 @@
-"""Health checks: non-finite losses and gradients (LL503), host-device syncs per step (LL504).
+"""Health checks: non-finite losses and weights (LL503), host-device syncs per step (LL504).
 
-Values stay on the device during the run: each backward's loss and each step's largest gradient
-magnitude are kept as tensors and read once, after the loop, so the hooks add no synchronization.
+Values stay on the device during the run: each backward's loss and the largest weight magnitude
+at the checked steps are kept as tensors and read once, after the loop, so the hooks add no
+synchronization.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+import weakref
 from array import array
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 import torch
+from torch._utils import _flatten_dense_tensors
 
 from looplint.runtime.sites import Site, user_site
 
 _CHUNK = 256  # tensors stacked together so a long run keeps few small device tensors
-# Gradients and weights are checked after the first steps, then every GRAD_CHECK_EVERY steps: a
-# pass over them costs about as much as a small model's optimizer step, and a non-finite gradient
-# that was applied leaves non-finite weights, which the next check shows.
+# Weights are checked after the first steps, then every GRAD_CHECK_EVERY steps: a pass over them
+# costs about as much as one elementwise op of the optimizer step. A non-finite gradient that a
+# step applied leaves non-finite weights, which the next check shows (and one it did not apply
+# did no harm).
 _MAX_OPTIMIZERS = 64
 GRAD_CHECK_FIRST = 10
 GRAD_CHECK_EVERY = 10
+_FLAT_ELEMENTS = 1 << 24  # weights copied into one flat buffer at a time, at most
 
 
 class _LazySeries:
@@ -35,9 +40,10 @@ class _LazySeries:
         self._chunks: list[tuple[Any, array]] = []
 
     def add(self, value: torch.Tensor, key: int) -> None:
-        self._pending.append(value)
+        pending = self._pending
+        pending.append(value)
         self._pending_keys.append(key)
-        if len(self._pending) >= _CHUNK:
+        if len(pending) >= _CHUNK:
             self._fold()
 
     def _fold(self) -> None:
@@ -68,50 +74,62 @@ class Health:
         self.losses = _LazySeries()  # keyed by backward id
         # (first backward id, site) each time the backward call site changes.
         self._loss_sites: list[tuple[int, Site | None]] = []
+        self._last_loss_site: Any = ()  # no site yet (None is a site: unknown)
         self.grad_sums = _LazySeries()  # keyed by step number * _MAX_OPTIMIZERS + optimizer index
         self.optimizer_sites: list[tuple[Site | None, str]] = []  # (step site, label) per index
         self.syncs_per_step: list[int] = []
         self.sync_sites: Counter[Site | None] = Counter()
         self._syncs_this_step = 0
         self.sync_counting = False
+        self._plans: dict[int, tuple[Any, int, list[list[torch.Tensor]]]] = {}
 
-    def on_loss(self, loss: Any, backward_id: int, site: Site | None) -> None:
-        if not isinstance(loss, torch.Tensor) or not loss.is_floating_point():
+    def on_loss(self, loss: torch.Tensor, backward_id: int, site: Site | None) -> None:
+        if not loss.is_floating_point():
             return
         value = loss.detach()
         if value.dim():
             value = value.float().sum()  # NaN and inf survive the sum
         self.losses.add(value, backward_id)
-        if (not self._loss_sites or self._loss_sites[-1][1] != site) and len(self._loss_sites) < 10_000:
+        if site is not self._last_loss_site and len(self._loss_sites) < 10_000:
             self._loss_sites.append((backward_id, site))
+            self._last_loss_site = site
 
-    def on_step(self, optimizer: torch.optim.Optimizer, step: int, site: Site | None, label: str) -> None:
-        """After an optimizer step: close the step's sync count, sometimes check its gradients."""
+    def on_step(self, optimizer: torch.optim.Optimizer, step: int, label: str) -> None:
+        """After an optimizer step: close the step's sync count, sometimes check its weights."""
         if self.sync_counting:
             self.syncs_per_step.append(self._syncs_this_step)
             self._syncs_this_step = 0
         if step > GRAD_CHECK_FIRST and step % GRAD_CHECK_EVERY:
             return
-        tensors = []
-        for group in optimizer.param_groups:
-            for param in group["params"]:
-                # The weights too: a non-finite gradient applied between two checks leaves them
-                # non-finite even when later gradients are finite again.
-                tensors.append(param.detach())
-                if param.grad is not None and not param.grad.is_sparse:
-                    tensors.append(param.grad)
-        if tensors:
-            try:
-                # inf and nan survive a sum; finite values overflow it only near 3e38.
-                total = torch.stack([t.sum(dtype=torch.float32) for t in tensors]).sum()
-                entry = (site, label)
-                if entry not in self.optimizer_sites:
-                    if len(self.optimizer_sites) >= _MAX_OPTIMIZERS:
-                        return
-                    self.optimizer_sites.append(entry)
-                self.grad_sums.add(total, step * _MAX_OPTIMIZERS + self.optimizer_sites.index(entry))
-            except (RuntimeError, TypeError):
-                pass  # mixed devices or unusual dtypes: skip this step's gradient check
+        site = user_site()
+        try:
+            total = self._largest_weight(optimizer)
+        except (RuntimeError, TypeError):
+            self._plans.pop(id(optimizer), None)
+            return  # mixed devices or unusual tensors: skip this step's check
+        if total is None:
+            return
+        entry = (site, label)
+        if entry not in self.optimizer_sites:
+            if len(self.optimizer_sites) >= _MAX_OPTIMIZERS:
+                return
+            self.optimizer_sites.append(entry)
+        self.grad_sums.add(total, step * _MAX_OPTIMIZERS + self.optimizer_sites.index(entry))
+
+    def _largest_weight(self, optimizer: torch.optim.Optimizer) -> torch.Tensor | None:
+        """max |w| over the optimizer's weights, as a device tensor: inf and nan survive it, and
+        no finite value overflows it. Small tensors are copied into flat buffers first: one op
+        per buffer instead of one per tensor."""
+        count = sum(len(group["params"]) for group in optimizer.param_groups)
+        plan = self._plans.get(id(optimizer))
+        if plan is None or plan[0]() is not optimizer or plan[1] != count:
+            plan = (weakref.ref(optimizer), count, _flat_batches(optimizer))
+            self._plans[id(optimizer)] = plan
+        with torch.no_grad():
+            peaks = [_flatten_dense_tensors(batch).abs().amax() for batch in plan[2]]
+            if len(peaks) < 2:
+                return peaks[0] if peaks else None
+            return torch.stack([peak.float() for peak in peaks]).amax()
 
     def step_of(self, key: int) -> tuple[int, Site | None, str]:
         """(step, step site, optimizer label) of a `grad_sums` key."""
@@ -130,6 +148,26 @@ class Health:
                 break
             best = site
         return best
+
+
+def _flat_batches(optimizer: torch.optim.Optimizer) -> list[list[torch.Tensor]]:
+    """The optimizer's dense weights in batches of one device and dtype, each small enough to copy."""
+    batches: list[list[torch.Tensor]] = []
+    key = None
+    size = 0
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            if param.is_sparse:
+                continue
+            numel = param.numel()
+            if not numel:
+                continue
+            if key != (param.device, param.dtype) or size + numel > _FLAT_ELEMENTS:
+                batches.append([])
+                key, size = (param.device, param.dtype), 0
+            batches[-1].append(param)
+            size += numel
+    return batches
 
 
 class SyncCounter:

@@ -16,10 +16,12 @@ from looplint.runtime.grads import GradTracker, OptimizerState
 from looplint.runtime.health import GRAD_CHECK_EVERY, GRAD_CHECK_FIRST, Health, SyncCounter
 from looplint.runtime.patches import Undo
 from looplint.runtime.problems import Problem
-from looplint.runtime.sites import display_path, user_site
+from looplint.runtime.sites import Site, display_path, user_site
 from looplint.runtime.writers import WriterTracker
 
 F = TypeVar("F", bound=Callable[..., Any])
+# CUDA sync counting starts once the script has initialized CUDA, looked for at its first steps.
+_SYNC_START_STEPS = 100
 
 
 class StopRun(BaseException):
@@ -75,6 +77,9 @@ class Session:
         self.health_checks = health_checks
         self.max_steps = max_steps
         self.observers = _load_observers() if observers is None else observers
+        self._handlers: dict[str, list[Any]] = {}
+        self._backward_handlers = self._handlers_of("on_backward")
+        self._step_handlers = self._handlers_of("on_optimizer_step")
         self.errors: list[str] = []
         self.grads = GradTracker(self._internal_error, accumulation_steps)
         self.writers = WriterTracker(self._internal_error)
@@ -82,6 +87,7 @@ class Session:
         self.syncs = SyncCounter(self.health)
         self.writers.on_new_writer = lambda writer: self._notify("on_writer", writer)
         self._undo = Undo()
+        self._backward_depth = 0
         self._started = 0.0
         self.stopped_early = False  # ended by max_steps: the script never reached its own cleanup
 
@@ -90,15 +96,23 @@ class Session:
         if len(self.errors) < 20:
             self.errors.append(f"{type(error).__name__}: {error}")
 
+    def _handlers_of(self, method: str) -> list[Any]:
+        handlers = self._handlers.get(method)
+        if handlers is None:
+            handlers = self._handlers[method] = [
+                handler for observer in self.observers if (handler := getattr(observer, method, None))
+            ]
+        return handlers
+
     def _notify(self, method: str, *args: Any) -> Any:
         """Call an observer method; its errors are recorded, never raised into the script."""
+        handlers = self._handlers_of(method)
+        if not handlers:
+            return []
         results = []
-        self.writers.muted += 1
+        self.writers.muted += 1  # what an observer writes to a SummaryWriter is not the script's
         try:
-            for observer in self.observers:
-                handler = getattr(observer, method, None)
-                if handler is None:
-                    continue
+            for handler in handlers:
                 try:
                     results.append(handler(*args))
                 except Exception as error:  # noqa: BLE001
@@ -121,22 +135,32 @@ class Session:
 
         undo = self._undo
         session = self
-        undo.call(self.grads.remove_hooks)
 
         original_backward = torch.autograd.backward
 
         def backward(tensors: Any, *args: Any, **kwargs: Any) -> Any:
+            if session._backward_depth:  # reentrant (checkpointing): part of the outer pass
+                return original_backward(tensors, *args, **kwargs)
+            before = None
             try:
-                session._on_backward(tensors)
+                before = session._on_backward(tensors, user_site(2))
             except Exception as error:  # noqa: BLE001
                 session._internal_error(error)
-            return original_backward(tensors, *args, **kwargs)
+            session._backward_depth += 1
+            try:
+                return original_backward(tensors, *args, **kwargs)
+            finally:
+                session._backward_depth -= 1
+                if before is not None:
+                    try:
+                        session.grads.after_backward(before)
+                    except Exception as error:  # noqa: BLE001
+                        session._internal_error(error)
 
         functools.update_wrapper(backward, original_backward)
         undo.patch(torch.autograd, "backward", backward)
 
         if self.grad_checks or self.health_checks or self.max_steps is not None or self.observers:
-            undo.handle(optim_module.register_optimizer_step_pre_hook(self._on_step_pre))
             undo.handle(optim_module.register_optimizer_step_post_hook(self._on_step_post))
             self._patch_optimizer_init(undo)
         if self.grad_checks:
@@ -174,10 +198,14 @@ class Session:
 
         def optimizer_zero_grad(optimizer: torch.optim.Optimizer, *args: Any, **kwargs: Any) -> Any:
             try:
-                grads.on_clear_optimizer(optimizer, user_site())
+                grads.on_clear_optimizer(optimizer)
             except Exception as error:  # noqa: BLE001
                 session._internal_error(error)
-            return original_zero_grad(optimizer, *args, **kwargs)
+            grads.clearing += 1  # its zero_() calls on each gradient are this one event
+            try:
+                return original_zero_grad(optimizer, *args, **kwargs)
+            finally:
+                grads.clearing -= 1
 
         functools.update_wrapper(optimizer_zero_grad, original_zero_grad)
         undo.patch(torch.optim.Optimizer, "zero_grad", optimizer_zero_grad)
@@ -186,10 +214,14 @@ class Session:
 
         def module_zero_grad(module: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
             try:
-                grads.on_clear_params(module.parameters(), user_site())
+                grads.on_clear_module(module)
             except Exception as error:  # noqa: BLE001
                 session._internal_error(error)
-            return original_module_zero_grad(module, *args, **kwargs)
+            grads.clearing += 1
+            try:
+                return original_module_zero_grad(module, *args, **kwargs)
+            finally:
+                grads.clearing -= 1
 
         functools.update_wrapper(module_zero_grad, original_module_zero_grad)
         undo.patch(torch.nn.Module, "zero_grad", module_zero_grad)
@@ -225,36 +257,39 @@ class Session:
         return [f"{type(e).__name__}: {e}" for e in self._undo.run()]
 
     # -- hooks ------------------------------------------------------------------------------
-    def _on_backward(self, tensors: Any) -> None:
-        site = user_site()
-        if self.grad_checks and self.grads.backward_count == 0:
-            self.grads.hook_graph_leaves(tensors if isinstance(tensors, (tuple, list)) else (tensors,))
-        self.grads.on_backward(site)
+    def _on_backward(self, tensors: Any, site: Site | None) -> Any:
+        """Before a backward pass; returns what the gradient checks compare after it."""
+        grads = self.grads
+        if grads.backward_count == 0 and self.grad_checks:
+            grads.note_graph_leaves(tensors if isinstance(tensors, (tuple, list)) else (tensors,))
+        grads.backward_count += 1
+        grads.backward_sites[site] += 1
         loss = tensors if isinstance(tensors, torch.Tensor) else None
         if loss is None and isinstance(tensors, (tuple, list)) and len(tensors) == 1:
             loss = tensors[0]
-        if self.health_checks and loss is not None:
-            self.health.on_loss(loss, self.grads.backward_count, site)
         if loss is not None:
-            self._notify("on_backward", loss)
-
-    def _on_step_pre(self, optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
-        try:
-            self.grads.on_step_pre(optimizer, kwargs, args)
-        except Exception as error:  # noqa: BLE001
-            self._internal_error(error)
+            if self.health_checks:
+                self.health.on_loss(loss, grads.backward_count, site)
+            for handler in self._backward_handlers:
+                try:
+                    handler(loss)
+                except Exception as error:  # noqa: BLE001
+                    self._internal_error(error)
+        return grads.before_backward() if self.grad_checks else None
 
     def _on_step_post(self, optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
+        grads = self.grads
         try:
-            state: OptimizerState = self.grads.on_step_post(optimizer)
+            state: OptimizerState = grads.on_step_post(optimizer, args, kwargs)
             if self.health_checks:
-                self.health.on_step(optimizer, self.grads.total_steps, state.last_site, state.label)
-                if not self.syncs.started:
+                self.health.on_step(optimizer, grads.total_steps, state.label)
+                if grads.total_steps <= _SYNC_START_STEPS and not self.syncs.started:
                     self.syncs.start()
         except Exception as error:  # noqa: BLE001
             self._internal_error(error)
-        self._notify("on_optimizer_step", optimizer)
-        if self.max_steps is not None and self.grads.total_steps >= self.max_steps:
+        if self._step_handlers:
+            self._notify("on_optimizer_step", optimizer)
+        if self.max_steps is not None and grads.total_steps >= self.max_steps:
             self.stopped_early = True
             raise StopRun
 
@@ -351,7 +386,7 @@ class Session:
 
     def _summary(self) -> dict[str, Any]:
         optimizers = {}
-        for state in self.grads.optimizers.values():
+        for state in self.grads.all_optimizers:
             optimizers[state.label] = {
                 "created_at": state.created_at.display() if state.created_at else None,
                 "steps": state.steps,

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import sys
 import sysconfig
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class Site:
-    """A place in the user's code (raw filename as Python knows it, 1-based line)."""
+class Site(NamedTuple):
+    """A place in the user's code (raw filename as Python knows it, 1-based line). A tuple: made,
+    hashed and compared at C speed on every step."""
 
     filename: str
     line: int
@@ -74,15 +74,32 @@ def user_site(skip: int = 1) -> Site | None:
     of an installed package that is not torch, e.g. a training framework)."""
     frame = sys._getframe(skip)
     fallback = None
+    kinds = _kind_cache
     while frame is not None:
         filename = frame.f_code.co_filename
-        kind = _kind(filename)
+        kind = kinds.get(filename)
+        if kind is None:
+            kind = _kind(filename)
         if kind == _USER:
-            return Site(filename, frame.f_lineno)
+            return _site(filename, frame.f_lineno)
         if kind == _INSTALLED and fallback is None:
-            fallback = Site(filename, frame.f_lineno)
+            fallback = _site(filename, frame.f_lineno)
         frame = frame.f_back
     return fallback
+
+
+_site_cache: dict[str, dict[int, Site]] = {}
+
+
+def _site(filename: str, line: int) -> Site:
+    """One Site object per place: a step loop asks for the same few sites again and again."""
+    lines = _site_cache.get(filename)
+    if lines is None:
+        lines = _site_cache[filename] = {}
+    site = lines.get(line)
+    if site is None:
+        site = lines[line] = Site(filename, line)
+    return site
 
 
 # Maps the filename Python runs to the path the user typed (set by `looplint run`).
