@@ -5,21 +5,24 @@ bias per layer), trained with SGD (momentum) or AdamW:
 
 - compute-light: 16x16 layers, batch 8; a step is mostly per-tensor framework work, so any
   per-tensor cost of the hooks shows in full;
-- compute-heavy: 64x64 layers, batch 64; most of a step is arithmetic.
+- compute-heavy: 64x64 layers, batch 64; more of a step is arithmetic.
 
-Plain and watched rounds alternate in one process on one thread (`torch.set_num_threads(1)`),
-the first of each pair taking turns, so drift in machine load hits both. Each watched round opens
-a fresh `watch()`, runs its first steps untimed (they carry a one-time extra gradient check; a
-real run has thousands of steps), then times as many steps as the plain round: a multiple of the
-gradient check's period, so the periodic check is counted at its real rate, and enough for a round
-to last --round-seconds, so that small models are not timed on a few milliseconds. Times are CPU seconds
-of this process (time.process_time: much less disturbed by other busy processes than wall time).
-A row's ratio is the median over pairs of watched / plain; when the middle half of its pairs
-spreads wider than --spread, more pairs are run (up to --max-rounds). Goal: <= 1.02 on every row.
+Plain and watched rounds alternate in one process on one thread (`torch.set_num_threads(1)`), the
+first of each pair taking turns, so drift in machine load hits both; rounds are short (10 steps,
+or more for a round to last --round-seconds) and pairs many, because the machine this runs on is
+shared and its load changes from second to second. A row's watched rounds all belong to one
+session, the instrumentation `watch()` installs: installed before each watched round and removed
+before each plain one (each round starts with one untimed step), so that its state (step count,
+periodic checks) is that of a long run, not of a fresh start. Before the first pair it runs past
+the steps where a fresh session checks the weights more often: after each of the first 10 steps
+and every 10th up to step 100, then every 100th. That check is timed on its own and its share
+per step (its cost / 100 steps) is added to the row's ratio. Times are CPU seconds of this
+process (time.process_time: much less disturbed by other busy processes than wall time). A row's
+ratio is the median over pairs of watched / plain, plus the check's share; the middle half of
+the pairs is printed too. Goal: <= 1.02 on every row.
 
     python benchmarks/bench_watch.py [--sizes 20,200,1000,5000] [--compute light,heavy]
-                                     [--optimizers SGD,AdamW] [--rounds 5] [--max-rounds 15]
-                                     [--round-seconds 0.25]
+                                     [--optimizers SGD,AdamW] [--row-seconds 20] [--round-seconds 0.01]
 """
 
 from __future__ import annotations
@@ -31,10 +34,11 @@ import time
 import torch
 from torch import nn
 
-import looplint
-from looplint.runtime.health import GRAD_CHECK_EVERY, GRAD_CHECK_FIRST
+from looplint.runtime.session import RuntimeReport, Session
 
 COMPUTE = {"light": (16, 8), "heavy": (64, 64)}  # (layer width, batch size)
+LONG_RUN = 110  # steps after which the weight check runs every 100th step
+CHECK_PERIOD = 100
 GOAL = 1.02
 
 
@@ -60,6 +64,12 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, batch: tuple, step
     return (time.process_time() - start) / steps
 
 
+def _timed(function, *args) -> float:
+    start = time.process_time()
+    function(*args)
+    return time.process_time() - start
+
+
 def quartiles(values: list[float]) -> tuple[float, float]:
     if len(values) < 4:
         return min(values), max(values)
@@ -74,28 +84,37 @@ def measure_row(tensors: int, compute: str, optimizer_name: str, args: argparse.
     optimizer = make_optimizer(optimizer_name, model)
     batch = (torch.randn(batch_size, width), torch.randn(batch_size, width))
     step_seconds = min(train(model, optimizer, batch, 3) for _ in range(2))  # warm-up
-    periods = max(1, round(args.round_seconds / (step_seconds * GRAD_CHECK_EVERY)))
-    steps = GRAD_CHECK_EVERY * periods
+    steps = 10 * max(1, round(args.round_seconds / (10 * step_seconds)))
+    pairs = min(args.max_pairs, max(args.min_pairs, round(args.row_seconds / (2 * steps * step_seconds))))
+
+    session = Session()  # what watch() installs
+    session.start()
+    try:
+        train(model, optimizer, batch, LONG_RUN)
+    finally:
+        session.stop()
     ratios, plain_times, watched_times = [], [], []
-    while len(ratios) < args.max_rounds:
-        order = ("plain", "watched") if len(ratios) % 2 == 0 else ("watched", "plain")
+    for pair in range(pairs):
         times = {}
-        for kind in order:
-            if kind == "plain":
+        for kind in ("plain", "watched") if pair % 2 == 0 else ("watched", "plain"):
+            if kind == "watched":
+                session.start()
+            try:
+                train(model, optimizer, batch, 1)  # the first step after patching or unpatching
                 times[kind] = train(model, optimizer, batch, steps)
-            else:
-                with looplint.watch() as report:
-                    train(model, optimizer, batch, GRAD_CHECK_FIRST)
-                    times[kind] = train(model, optimizer, batch, steps)
-                # The loss wanders on random data; learning-rate findings are beside the point.
-                assert not [f for f in report.findings if f.code < "LL506"], report.findings
+            finally:
+                if kind == "watched":
+                    session.stop()
         ratios.append(times["watched"] / times["plain"])
         plain_times.append(times["plain"])
         watched_times.append(times["watched"])
-        if len(ratios) >= args.rounds:
-            low, high = quartiles(ratios)
-            if high - low <= args.spread:
-                break
+    report = RuntimeReport()
+    session.finish(report)
+    # The loss wanders on random data; learning-rate findings are beside the point.
+    assert not [f for f in report.findings if f.code < "LL506"], report.findings
+    check = getattr(session.health, "check_weights", None)  # absent before the check was periodic
+    check_seconds = min(_timed(check, optimizer, 0, None, "") for _ in range(3)) if check else 0.0
+    check_share = check_seconds / (CHECK_PERIOD * statistics.median(plain_times))
     low, high = quartiles(ratios)
     return {
         "tensors": tensors,
@@ -103,7 +122,8 @@ def measure_row(tensors: int, compute: str, optimizer_name: str, args: argparse.
         "optimizer": optimizer_name,
         "plain_ms": statistics.median(plain_times) * 1e3,
         "watched_ms": statistics.median(watched_times) * 1e3,
-        "ratio": statistics.median(ratios),
+        "ratio": statistics.median(ratios) + check_share,
+        "check": check_share,
         "low": low,
         "high": high,
         "pairs": len(ratios),
@@ -116,19 +136,16 @@ def main() -> None:
     parser.add_argument("--sizes", default="20,200,1000,5000", help="parameter tensors per model")
     parser.add_argument("--compute", default="light,heavy")
     parser.add_argument("--optimizers", default="SGD,AdamW")
-    parser.add_argument("--rounds", type=int, default=5, help="pairs per row at least")
-    parser.add_argument("--max-rounds", type=int, default=15, help="pairs per row at most")
-    parser.add_argument("--spread", type=float, default=0.02, help="widest middle half of a row's ratios")
-    parser.add_argument("--round-seconds", type=float, default=0.25, help="shortest timed round")
+    parser.add_argument("--row-seconds", type=float, default=20, help="time spent on a row's pairs")
+    parser.add_argument("--min-pairs", type=int, default=7)
+    parser.add_argument("--max-pairs", type=int, default=401)
+    parser.add_argument("--round-seconds", type=float, default=0.01, help="shortest timed round")
     args = parser.parse_args()
 
     torch.set_num_threads(1)
-    print(
-        f"1 thread, CPU time per step, median of >= {args.rounds} alternating pairs of rounds "
-        f"(more while their middle half spreads over {args.spread})"
-    )
+    print("1 thread, CPU time per step; ratio: median of alternating pairs of rounds + weight check share")
     header = f"{'tensors':>7}  {'compute':<7}  {'optimizer':<9}  {'plain':>10}  {'watched':>10}  ratio  "
-    print(header + "middle half  pairs x steps")
+    print(header + "middle half  check   pairs x steps")
     worst = 0.0
     for tensors in [int(s) for s in args.sizes.split(",")]:
         for compute in args.compute.split(","):
@@ -138,7 +155,7 @@ def main() -> None:
                 print(
                     f"{row['tensors']:>7}  {row['compute']:<7}  {row['optimizer']:<9}  "
                     f"{row['plain_ms']:>7.2f} ms  {row['watched_ms']:>7.2f} ms  {row['ratio']:.3f}  "
-                    f"{row['low']:.3f}-{row['high']:.3f}  {row['pairs']:>5} x {row['steps']}",
+                    f"{row['low']:.3f}-{row['high']:.3f}  {row['check']:.4f}  {row['pairs']:>5} x {row['steps']}",
                     flush=True,
                 )
     verdict = "ok" if worst <= GOAL else "over"

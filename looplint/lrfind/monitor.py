@@ -1,6 +1,6 @@
 """LRMonitor: the learning rates of a real run, and the LR problems they explain (LL506, LL507).
 
-`looplint.watch()` feeds it: `on_backward(loss)` for every backward pass, `on_optimizer_step`
+`looplint.watch()` feeds it: `on_loss_value(value)` for every backward pass, `on_optimizer_step`
 after every step, `on_scheduler_created` and `on_writer` when it sees those objects, then
 `finish()` for the findings and `summary()` for the report. Losses are kept as detached
 tensors and read once, in `finish()`, so watching adds no host-device synchronization.
@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from looplint.findings import Finding
+from looplint.runtime.health import unscaled_loss
 from looplint.runtime.sites import display_path, user_site
 
 # Consecutive losses summarized into one point of the divergence check; 0 picks one per run.
@@ -114,6 +115,11 @@ class LRMonitor:
     def on_backward(self, loss: Any) -> None:
         """A backward pass ran on `loss`; kept detached, never read here."""
         self._pending.append(unscaled_loss(loss))
+
+    def on_loss_value(self, value: Any) -> None:
+        """A backward pass ran on a loss; `value` is it already detached and unscaled (what
+        `watch()` passes, computed once for every check that keeps losses)."""
+        self._pending.append(value)
 
     def on_optimizer_step(self, optimizer: Any) -> None:
         """After an optimizer step: record the LRs it used and the losses that fed it."""
@@ -419,22 +425,6 @@ class LRMonitor:
             origin="runtime",
             details=details,
         )
-
-
-def unscaled_loss(loss: Any) -> Any:
-    """`loss` detached, with a GradScaler's factor divided out (a device op, no sync).
-
-    `scaler.scale(loss)` is `loss * scale` with a 0-dim float32 scale that needs no gradient;
-    the scale doubles every growth interval, which would look like a growing loss. Autograd
-    keeps that factor as the multiplication's saved `other` operand. A constant factor the
-    user wrote the same way (`loss * 0.5`) is divided out too, which changes no ratio.
-    """
-    fn = loss.grad_fn
-    if type(fn).__name__ == "MulBackward0" and fn.next_functions[1][0] is None:
-        factor = getattr(fn, "_saved_other", None)
-        if factor is not None and factor.dim() == 0 and factor.dtype == loss.dtype:
-            return loss.detach() / factor
-    return loss.detach()
 
 
 def _growth(values: list[float], window: int) -> tuple[int, int, float, float] | None:

@@ -444,12 +444,12 @@ class GradTracker:
             self._check_step(state, site, marker, len(state.params), 0, 0, passes, backward_count, Counter())
         if passes:
             first = oldest if oldest > 0 else 1
-            consumed = self.consumed
-            if consumed and first <= consumed[-1][1] + 1:
-                consumed[-1][0] = min(consumed[-1][0], first)
-                consumed[-1][1] = backward_count
+            latest = self.consumed[-1] if self.consumed else None
+            if latest is not None and first <= latest[1] + 1:  # extends the latest range
+                latest[0] = min(latest[0], first)
+                latest[1] = backward_count
             else:
-                consumed.append([first, backward_count])
+                self.consumed.append([first, backward_count])
             if state.evaluated:
                 state.passes_per_step[passes] += 1
         state.evaluated = True

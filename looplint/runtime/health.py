@@ -21,14 +21,41 @@ from torch._utils import _flatten_dense_tensors
 from looplint.runtime.sites import Site, user_site
 
 _CHUNK = 256  # tensors stacked together so a long run keeps few small device tensors
-# Weights are checked after the first steps, then every GRAD_CHECK_EVERY steps: a pass over them
-# costs about as much as one elementwise op of the optimizer step. A non-finite gradient that a
-# step applied leaves non-finite weights, which the next check shows (and one it did not apply
-# did no harm).
+# Weights are checked after each of the first steps, then every 10th step up to step 100, then
+# every 100th, and once more when the run ends. A non-finite gradient that a step applied leaves
+# non-finite weights, which the next check shows (and one it did not apply did no harm); a check
+# costs a few device ops over all weights, so it stays rare once the run is under way.
 _MAX_OPTIMIZERS = 64
 GRAD_CHECK_FIRST = 10
-GRAD_CHECK_EVERY = 10
+_CHECK_PERIODS = ((100, 10), (None, 100))  # (up to step, period); on_step spells it out too
 _FLAT_ELEMENTS = 1 << 24  # weights copied into one flat buffer at a time, at most
+
+
+def check_period(step: int) -> int:
+    """Steps between two weight checks around optimizer step `step` (1 for the first steps)."""
+    if step <= GRAD_CHECK_FIRST:
+        return 1
+    for until, period in _CHECK_PERIODS:
+        if until is None or step <= until:
+            return period
+    return _CHECK_PERIODS[-1][1]
+
+
+def unscaled_loss(loss: torch.Tensor) -> torch.Tensor:
+    """`loss` detached, with a GradScaler's factor divided out (a device op, no sync).
+
+    `scaler.scale(loss)` is `loss * scale` with a 0-dim float32 scale that needs no gradient;
+    the scale doubles every growth interval, which would look like a growing loss. Autograd
+    keeps that factor as the multiplication's saved `other` operand. A constant factor the
+    user wrote the same way (`loss * 0.5`) is divided out too, which changes no ratio, and
+    inf or nan stay what they are.
+    """
+    fn = loss.grad_fn
+    if type(fn).__name__ == "MulBackward0" and fn.next_functions[1][0] is None:
+        factor = getattr(fn, "_saved_other", None)
+        if factor is not None and factor.dim() == 0 and factor.dtype == loss.dtype:
+            return loss.detach() / factor
+    return loss.detach()
 
 
 class _LazySeries:
@@ -82,11 +109,10 @@ class Health:
         self._syncs_this_step = 0
         self.sync_counting = False
         self._plans: dict[int, tuple[Any, int, list[list[torch.Tensor]]]] = {}
+        self._checked: dict[int, tuple[Any, int, Site | None, str]] = {}  # the latest check of each
 
-    def on_loss(self, loss: torch.Tensor, backward_id: int, site: Site | None) -> None:
-        if not loss.is_floating_point():
-            return
-        value = loss.detach()
+    def on_loss(self, value: torch.Tensor, backward_id: int, site: Site | None) -> None:
+        """A backward pass ran on a loss; `value` is it detached (see `unscaled_loss`)."""
         if value.dim():
             value = value.float().sum()  # NaN and inf survive the sum
         self.losses.add(value, backward_id)
@@ -99,9 +125,14 @@ class Health:
         if self.sync_counting:
             self.syncs_per_step.append(self._syncs_this_step)
             self._syncs_this_step = 0
-        if step > GRAD_CHECK_FIRST and step % GRAD_CHECK_EVERY:
+        if step > GRAD_CHECK_FIRST and step % (10 if step <= 100 else 100):  # see check_period
             return
-        site = user_site()
+        self.check_weights(optimizer, step, user_site(), label)
+
+    def check_weights(
+        self, optimizer: torch.optim.Optimizer, step: int, site: Site | None, label: str
+    ) -> None:
+        """Keep the largest weight magnitude of `optimizer` at `step` (a device value)."""
         try:
             total = self._largest_weight(optimizer)
         except (RuntimeError, TypeError):
@@ -109,12 +140,20 @@ class Health:
             return  # mixed devices or unusual tensors: skip this step's check
         if total is None:
             return
+        self._checked[id(optimizer)] = (weakref.ref(optimizer), step, site, label)
         entry = (site, label)
         if entry not in self.optimizer_sites:
             if len(self.optimizer_sites) >= _MAX_OPTIMIZERS:
                 return
             self.optimizer_sites.append(entry)
         self.grad_sums.add(total, step * _MAX_OPTIMIZERS + self.optimizer_sites.index(entry))
+
+    def final_check(self, step: int) -> None:
+        """At the end of the run: check again every optimizer stepped since its last check."""
+        for ref, checked_at, site, label in list(self._checked.values()):
+            optimizer = ref()
+            if optimizer is not None and checked_at < step:
+                self.check_weights(optimizer, step, site, label)
 
     def _largest_weight(self, optimizer: torch.optim.Optimizer) -> torch.Tensor | None:
         """max |w| over the optimizer's weights, as a device tensor: inf and nan survive it, and

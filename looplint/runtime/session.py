@@ -13,7 +13,7 @@ import torch
 
 from looplint.findings import Finding
 from looplint.runtime.grads import GradTracker, OptimizerState
-from looplint.runtime.health import GRAD_CHECK_EVERY, GRAD_CHECK_FIRST, Health, SyncCounter
+from looplint.runtime.health import GRAD_CHECK_FIRST, Health, SyncCounter, check_period, unscaled_loss
 from looplint.runtime.patches import Undo
 from looplint.runtime.problems import Problem
 from looplint.runtime.sites import Site, display_path, user_site
@@ -78,7 +78,13 @@ class Session:
         self.max_steps = max_steps
         self.observers = _load_observers() if observers is None else observers
         self._handlers: dict[str, list[Any]] = {}
-        self._backward_handlers = self._handlers_of("on_backward")
+        # Observers take each backward's loss value (computed once), or the loss itself.
+        self._value_handlers = self._handlers_of("on_loss_value")
+        self._backward_handlers = [
+            handler
+            for observer in self.observers
+            if not hasattr(observer, "on_loss_value") and (handler := getattr(observer, "on_backward", None))
+        ]
         self._step_handlers = self._handlers_of("on_optimizer_step")
         self.errors: list[str] = []
         self.grads = GradTracker(self._internal_error, accumulation_steps)
@@ -268,8 +274,15 @@ class Session:
         if loss is None and isinstance(tensors, (tuple, list)) and len(tensors) == 1:
             loss = tensors[0]
         if loss is not None:
-            if self.health_checks:
-                self.health.on_loss(loss, grads.backward_count, site)
+            if loss.is_floating_point() and (self.health_checks or self._value_handlers):
+                value = unscaled_loss(loss)
+                if self.health_checks:
+                    self.health.on_loss(value, grads.backward_count, site)
+                for handler in self._value_handlers:
+                    try:
+                        handler(value)
+                    except Exception as error:  # noqa: BLE001
+                        self._internal_error(error)
             for handler in self._backward_handlers:
                 try:
                     handler(loss)
@@ -288,7 +301,16 @@ class Session:
         except Exception as error:  # noqa: BLE001
             self._internal_error(error)
         if self._step_handlers:
-            self._notify("on_optimizer_step", optimizer)
+            writers = self.writers
+            writers.muted += 1  # what an observer writes to a SummaryWriter is not the script's
+            try:
+                for handler in self._step_handlers:
+                    try:
+                        handler(optimizer)
+                    except Exception as error:  # noqa: BLE001
+                        self._internal_error(error)
+            finally:
+                writers.muted -= 1
         if self.max_steps is not None and grads.total_steps >= self.max_steps:
             self.stopped_early = True
             raise StopRun
@@ -315,6 +337,7 @@ class Session:
                     Problem(grad_problem.code, grad_problem.site, message, grad_problem.related, details)
                 )
             if self.health_checks:
+                self.health.final_check(self.grads.total_steps)
                 problems.extend(self._health_problems())
             if self.writer_checks:
                 problems.extend(self.writers.finish(self._started, stopped_early=self.stopped_early))
@@ -350,7 +373,7 @@ class Session:
             later = f"; the loss followed at step {loss_step}" if loss_step else ""
             when = f"at optimizer step {step}"
             if step > GRAD_CHECK_FIRST:
-                when = f"by optimizer step {step} (checked every {GRAD_CHECK_EVERY} steps)"
+                when = f"by optimizer step {step} (checked every {check_period(step)} steps)"
             message = (
                 f"gradients or weights are not finite (inf or nan) {when} after `{label}.step()`: "
                 f"the weights it updated stay non-finite from then on{later}"
