@@ -485,3 +485,22 @@ def test_stepping_twice_on_the_same_gradients():
     assert (
         finding.code == "LL101" and "applied the gradients of 4 parameters a second time" in finding.message
     )
+
+
+def test_weights_are_checked_every_100th_step_late_and_once_at_the_end():
+    def run(steps: int, bad_step: int) -> str:
+        model = make_model()
+        with watch() as report:
+            optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+            for step in range(1, steps + 1):
+                optimizer.zero_grad()
+                x, y = batch()
+                nn.functional.mse_loss(model(x), y).backward()
+                if step == bad_step:
+                    model[0].bias.grad[0] = float("inf")  # the loss of this step was finite
+                optimizer.step()
+        (finding,) = [f for f in report.findings if f.code == "LL503"]
+        return finding.message
+
+    assert "by optimizer step 200 (checked every 100 steps)" in run(230, 120)
+    assert "by optimizer step 230 (checked every 100 steps)" in run(230, 210)  # the check at the end
