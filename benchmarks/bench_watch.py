@@ -8,12 +8,12 @@ bias per layer), trained with SGD (momentum) or AdamW:
 - compute-heavy: 64x64 layers, batch 64; more of a step is arithmetic.
 
 Plain and watched rounds alternate in one process on one thread (`torch.set_num_threads(1)`), the
-first of each pair taking turns, so drift in machine load hits both; rounds are short (10 steps,
-or more for a round to last --round-seconds) and pairs many, because the machine this runs on is
+first of each pair taking turns, so drift in machine load hits both; rounds are short (enough
+steps to last --round-seconds, at least one) and pairs many, because the machine this runs on is
 shared and its load changes from second to second. A row's watched rounds all belong to one
 session, the instrumentation `watch()` installs: installed before each watched round and removed
-before each plain one (each round starts with one untimed step), so that its state (step count,
-periodic checks) is that of a long run, not of a fresh start. Before the first pair it runs past
+before each plain one (rounds of short steps start with one untimed step), so that its state
+(step count, periodic checks) is that of a long run, not of a fresh start. Before the first pair it runs past
 the steps where a fresh session checks the weights more often: after each of the first 10 steps
 and every 10th up to step 100, then every 100th. That check is timed on its own and its share
 per step (its cost / 100 steps) is added to the row's ratio. Times are CPU seconds of this
@@ -22,7 +22,7 @@ ratio is the median over pairs of watched / plain, plus the check's share; the m
 the pairs is printed too. Goal: <= 1.02 on every row.
 
     python benchmarks/bench_watch.py [--sizes 20,200,1000,5000] [--compute light,heavy]
-                                     [--optimizers SGD,AdamW] [--row-seconds 20] [--round-seconds 0.01]
+                                     [--optimizers SGD,AdamW] [--row-seconds 30] [--round-seconds 0.01]
 """
 
 from __future__ import annotations
@@ -84,7 +84,8 @@ def measure_row(tensors: int, compute: str, optimizer_name: str, args: argparse.
     optimizer = make_optimizer(optimizer_name, model)
     batch = (torch.randn(batch_size, width), torch.randn(batch_size, width))
     step_seconds = min(train(model, optimizer, batch, 3) for _ in range(2))  # warm-up
-    steps = 10 * max(1, round(args.round_seconds / (10 * step_seconds)))
+    steps = max(1, round(args.round_seconds / step_seconds))
+    warm = step_seconds < 0.05  # a short step feels the first calls after patching; a long one not
     pairs = min(args.max_pairs, max(args.min_pairs, round(args.row_seconds / (2 * steps * step_seconds))))
 
     session = Session()  # what watch() installs
@@ -100,7 +101,8 @@ def measure_row(tensors: int, compute: str, optimizer_name: str, args: argparse.
             if kind == "watched":
                 session.start()
             try:
-                train(model, optimizer, batch, 1)  # the first step after patching or unpatching
+                if warm:
+                    train(model, optimizer, batch, 1)  # the first step after patching or unpatching
                 times[kind] = train(model, optimizer, batch, steps)
             finally:
                 if kind == "watched":
@@ -136,7 +138,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="20,200,1000,5000", help="parameter tensors per model")
     parser.add_argument("--compute", default="light,heavy")
     parser.add_argument("--optimizers", default="SGD,AdamW")
-    parser.add_argument("--row-seconds", type=float, default=20, help="time spent on a row's pairs")
+    parser.add_argument("--row-seconds", type=float, default=30, help="time spent on a row's pairs")
     parser.add_argument("--min-pairs", type=int, default=7)
     parser.add_argument("--max-pairs", type=int, default=401)
     parser.add_argument("--round-seconds", type=float, default=0.01, help="shortest timed round")
