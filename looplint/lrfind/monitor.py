@@ -235,13 +235,20 @@ class LRMonitor:
         for tracked in self._optimizers:
             if tracked.optimizer is optimizer:
                 return tracked
+        site = _user_site()
+        for tracked in self._optimizers:
+            if tracked.site == site and _same_parameters(tracked.optimizer, optimizer):
+                # Built again for the same parameters and stepped at the same line (every step,
+                # say): one LR history, and the previous optimizer is not kept alive here.
+                tracked.optimizer = optimizer
+                return tracked
         index = len(self._optimizers)
         name = type(optimizer).__name__ if index == 0 else f"{type(optimizer).__name__}#{index}"
         tracked = _Optimizer(
             optimizer=optimizer,
             name=name,
             tag_prefix="lr/" if index == 0 else f"lr/optimizer{index}/",
-            site=_user_site(),
+            site=site,
         )
         self._optimizers.append(tracked)
         return tracked
@@ -425,6 +432,15 @@ class LRMonitor:
             origin="runtime",
             details=details,
         )
+
+
+def _same_parameters(a: Any, b: Any) -> bool:
+    """Two optimizers of one type over the very same parameter tensors."""
+    if type(a) is not type(b):
+        return False
+    params_a = [p for group in a.param_groups for p in group["params"]]
+    params_b = [p for group in b.param_groups for p in group["params"]]
+    return len(params_a) == len(params_b) and all(x is y for x, y in zip(params_a, params_b))
 
 
 def _growth(values: list[float], window: int) -> tuple[int, int, float, float] | None:
