@@ -11,7 +11,19 @@ RUNTIME_SOURCES = Path(__file__).resolve().parent.parent / "looplint" / "runtime
 
 
 def test_runtime_rules_have_all_four_parts():
-    for code in ("LL501", "LL502", "LL503", "LL504", "LL505"):
+    for code in (
+        "LL103",
+        "LL104",
+        "LL105",
+        "LL404",
+        "LL405",
+        "LL501",
+        "LL502",
+        "LL503",
+        "LL504",
+        "LL505",
+        "LL508",
+    ):
         info = RULES[code]
         assert info.origin == "runtime"
         assert all(part.strip() for part in (info.what, info.why, info.example, info.fix))

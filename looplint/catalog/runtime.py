@@ -1,4 +1,5 @@
-"""Documentation of the codes only the runtime hook reports (LL501-LL505)."""
+"""Documentation of the codes only the runtime hook reports (LL501-LL505, LL508), and of the runtime
+checks whose static twins are still to come (LL103-LL105, LL404, LL405)."""
 
 from looplint.catalog import RuleInfo
 
@@ -169,6 +170,232 @@ RULES: tuple[RuleInfo, ...] = (
                 ...
                 if writer is not None:
                     writer.add_scalar("train/loss", loss.item(), step)
+        """,
+        origin="runtime",
+    ),
+    RuleInfo(
+        code="LL103",
+        name="clip-before-backward",
+        summary="Gradient clipping runs before the backward pass of its step.",
+        what="""
+            At run time, ties every `torch.nn.utils.clip_grad_norm_` / `clip_grad_value_` call to
+            the optimizers whose parameters it clips, and reports, at the clip call, a clip after
+            which a backward pass filled those gradients again before the optimizer stepped.
+            Clipping inside an LBFGS closure, after its backward pass, is the right order and
+            stays silent.
+        """,
+        why="""
+            Clipping acts on the gradients that are in `.grad` when it runs. Before `backward()`
+            those are the previous step's (already applied) or none at all after
+            `zero_grad()`, so the clip does nothing useful and `optimizer.step()` applies
+            gradients that were never clipped: the exploding-gradient protection you think you
+            have is not there, and a spike goes straight into the weights.
+        """,
+        example="""
+            for x, y in loader:
+                optimizer.zero_grad()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                loss = criterion(model(x), y)
+                loss.backward()
+                optimizer.step()
+        """,
+        fix="""
+            Clip after the last `backward()` of the step, right before the step:
+
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+        """,
+        origin="runtime",
+    ),
+    RuleInfo(
+        code="LL104",
+        name="clip-without-unscale",
+        summary="Gradient clipping under a GradScaler without scaler.unscale_(optimizer) first.",
+        what="""
+            At run time, reports a `clip_grad_norm_` / `clip_grad_value_` call that clipped
+            gradients of a backward pass run on `scaler.scale(loss)` while the GradScaler had not
+            unscaled that optimizer's gradients yet (`scaler.unscale_(optimizer)` not called
+            since that backward pass), at the clip call.
+        """,
+        why="""
+            A GradScaler multiplies the loss, and so every gradient, by its scale (65536 at the
+            start) so that fp16 gradients do not underflow; `scaler.step()` divides it out
+            later. A clip in between compares scaled gradients with `max_norm`: their norm is
+            the scale times too large, so the clip shrinks them by that factor and the real
+            update ends up tens of thousands of times too small (with `clip_grad_value_`, values
+            that are not large at all get cut). Training crawls while looking healthy.
+        """,
+        example="""
+            scaler.scale(loss).backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            scaler.step(optimizer)
+            scaler.update()
+        """,
+        fix="""
+            Unscale first; `scaler.step()` then knows not to unscale again:
+
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                scaler.step(optimizer)
+                scaler.update()
+        """,
+        origin="runtime",
+    ),
+    RuleInfo(
+        code="LL105",
+        name="backward-in-eval-mode",
+        summary="Training runs while a module with dropout or batch norm is in eval mode.",
+        what="""
+            At run time, remembers every `module.eval()` / `module.train(False)` that switched
+            dropout or batch norm layers out of training mode, and reports it, at that call, when
+            backward passes later run through those layers still in eval mode, with the step it
+            switched at and how many backward passes followed. Silent when the layers are back in
+            training mode before the backward pass (`model.train()` anywhere, in a helper too),
+            for a validation pass under `torch.no_grad()` (no backward), for layers switched one
+            by one (freezing batch norm statistics on purpose), for a model trained in eval mode
+            from the start, and for batch norm layers whose parameters are all frozen too.
+        """,
+        why="""
+            `model.eval()` for validation switches dropout off and makes batch norm normalize
+            with its running statistics and stop updating them. Without `model.train()` before
+            the next epoch, every later epoch trains that way: no dropout regularization, batch
+            statistics frozen at their end-of-epoch values, and a model that overfits or
+            trains worse while the loss curve looks normal.
+        """,
+        example="""
+            for epoch in range(epochs):
+                for x, y in loader:
+                    ...
+                    loss.backward()
+                    optimizer.step()
+                model.eval()
+                with torch.no_grad():
+                    validate(model)
+        """,
+        fix="""
+            Switch back to training mode where each epoch's training starts:
+
+                for epoch in range(epochs):
+                    model.train()
+                    for x, y in loader:
+                        ...
+                    model.eval()
+                    with torch.no_grad():
+                        validate(model)
+        """,
+        origin="runtime",
+    ),
+    RuleInfo(
+        code="LL404",
+        name="optimizer-created-per-step",
+        summary="A new optimizer for the same parameters is built before every step.",
+        what="""
+            At run time, reports a line that built at least 3 optimizers of one type for the same
+            parameters, each used for at most one step, when they keep per-parameter state
+            (momentum buffers, Adam's moments and step count, LBFGS's history), at that line.
+            A stateless optimizer (SGD without momentum) rebuilt every step changes nothing and
+            stays silent, as does an optimizer rebuilt per epoch or per stage.
+        """,
+        why="""
+            The state is what makes the optimizer what it is. Rebuilt every step, SGD with
+            momentum never builds momentum, and Adam restarts its moment estimates and its bias
+            correction at step 1 every time, so every update is a bias-corrected sign of the
+            gradient times the learning rate: a different and much noisier optimizer than the
+            one written, and its learning-rate schedule is lost too.
+        """,
+        example="""
+            for x, y in loader:
+                optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+                optimizer.zero_grad()
+                criterion(model(x), y).backward()
+                optimizer.step()
+        """,
+        fix="""
+            Build the optimizer once, before the loop:
+
+                optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+                for x, y in loader:
+                    optimizer.zero_grad()
+                    criterion(model(x), y).backward()
+                    optimizer.step()
+        """,
+        origin="runtime",
+    ),
+    RuleInfo(
+        code="LL405",
+        name="optimizer-parameters-frozen",
+        summary="An optimizer steps, but none of its parameters ever receives a gradient.",
+        what="""
+            At run time, reports an optimizer that stepped at least 3 times while none of its
+            parameters received a gradient at any of its steps (no backward pass reached them),
+            at the `optimizer.step()` call, with its parameter count, how many of them are frozen
+            (`requires_grad=False`), and where it was created. A step that found its gradients
+            cleared after a backward pass reached them is LL102's, not this.
+        """,
+        why="""
+            Freezing parameters after their optimizer was built (fine-tuning a head on a frozen
+            backbone, say) leaves that optimizer stepping on nothing: every step updates
+            nothing, silently. It is also what a training loop looks like when the parameters it
+            was meant to train are not the ones the loss reaches.
+        """,
+        example="""
+            backbone_optimizer = torch.optim.SGD(backbone.parameters(), lr=1e-2)
+            head_optimizer = torch.optim.SGD(head.parameters(), lr=1e-2)
+            backbone.requires_grad_(False)
+            for x, y in loader:
+                ...
+                loss.backward()
+                head_optimizer.step()
+                backbone_optimizer.step()
+        """,
+        fix="""
+            Give the optimizer only the parameters you train, and step only those optimizers:
+
+                backbone.requires_grad_(False)
+                optimizer = torch.optim.SGD(head.parameters(), lr=1e-2)
+
+            or, to train the backbone after all, unfreeze it.
+        """,
+        origin="runtime",
+    ),
+    RuleInfo(
+        code="LL508",
+        name="parameters-without-optimizer",
+        summary="Parameters receive gradients at every backward pass but belong to no optimizer.",
+        what="""
+            At run time, finds the parameters reached by the first backward passes (through the
+            graph of the first one) that no optimizer holds, that received a gradient at every
+            backward pass of the run's first 10 steps, and that did not change by the end of the
+            run; reports them once, with their names, at the first optimizer's creation. Silent
+            when they are few (at most 2 tensors and 1% of the trainable values) and nothing in
+            their model is frozen (a stray learnable scalar is likely on purpose), when something
+            updates them (an EMA, a hand-written update), and when no optimizer stepped at all.
+        """,
+        why="""
+            A layer left out of the optimizer never trains: it keeps its random initial weights
+            while the rest of the model works around it, and every step still computes its
+            gradients for nothing. It usually comes from building the optimizer from a submodule
+            (`model.encoder.parameters()`) or before adding a layer, or from freezing by leaving
+            parameters out of the optimizer instead of `requires_grad_(False)`.
+        """,
+        example="""
+            optimizer = torch.optim.Adam(encoder.parameters(), lr=1e-3)
+            for x in loader:
+                optimizer.zero_grad()
+                loss = criterion(decoder(encoder(x)), x)
+                loss.backward()
+                optimizer.step()
+        """,
+        fix="""
+            Give the optimizer every parameter you train:
+
+                optimizer = torch.optim.Adam([*encoder.parameters(), *decoder.parameters()], lr=1e-3)
+
+            or freeze what you do not train, which also saves its backward pass:
+
+                decoder.requires_grad_(False)
         """,
         origin="runtime",
     ),

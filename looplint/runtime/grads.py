@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from looplint.runtime.sites import Site, user_site
+from looplint.runtime.sites import Site, modules_holding, user_names, user_site
 
 SAMPLE_SIZE = 2  # parameters watched per optimizer on the common path: the first and the last
 _GRAD = operator.attrgetter("grad")
@@ -50,6 +50,7 @@ class _ParamState:
         "last",
         "param_ref",
         "seen_from_start",
+        "touches",
         "used",
         "watched",
     )
@@ -60,6 +61,7 @@ class _ParamState:
         self.count = 0  # backward passes accumulated since the last clear
         self.last = 0  # newest backward id that touched this parameter, even if cleared since
         self.used = 0  # backward count at the last step that used its gradient
+        self.touches = 0  # backward passes that accumulated into it while watched
         self.grad_ref: weakref.ref[torch.Tensor] | None = None
         self.clear_site: Site | None = None
         self.seen_from_start = False  # watched since before the session's first backward pass
@@ -96,6 +98,16 @@ class OptimizerState:
     evaluated: bool = False  # False until a step whose gradients were fully observed
     passes_per_step: Counter = field(default_factory=Counter)
     used_closure: bool = False
+    key: tuple = ()  # (type name, parameter count, ids of the first and last parameter)
+    first_param: Any = None  # weakref to its first parameter
+    rebuilt: bool = False  # built where the previous one was, for the very same parameters (LL404)
+    stateful: bool = False  # its first step left per-parameter state (momentum, moments, history)
+    steps_with_grads: int = 0
+    empty_steps: int = 0  # steps that found no gradient, none of its parameters touched (LL405)
+    empty_site: Site | None = None  # the step call site of those steps
+    frozen_count: int = 0
+    clip: Any = None  # the latest clip of its parameters since its previous step (clipping.py)
+    unscaled_at: int = -1  # backward count at the latest GradScaler.unscale_ of it
 
 
 @dataclass
@@ -122,7 +134,7 @@ def _holds_grad_at(state: _ParamState | None, pointer: int) -> bool:
 _STEP_CALL = re.compile(r"([A-Za-z_][\w.]*)\.step\(\s*([A-Za-z_][\w.]*)?")
 
 
-def _optimizer_name(site: Site | None) -> str | None:
+def optimizer_name(site: Site | None) -> str | None:
     """The optimizer as the user's step line names it: `opt_d` in `opt_d.step()` or in
     `scaler.step(opt_d)`; None when the line says something else."""
     if site is None:
@@ -166,7 +178,7 @@ class GradTracker:
         self._params: dict[int, _ParamState] = {}
         self._watched: list[_ParamState] = []  # read around every backward pass
         self._watched_params: list[torch.Tensor] = []  # their parameters (released with them)
-        self._pending: list[_ParamState] = []  # the first backward's leaves, until optimizers claim them
+        self.pending: list[_ParamState] = []  # the first backward's leaves, until optimizers claim them
         self._generation = 0  # bumped whenever the watched set changes
         self._module_states: dict[int, tuple[Any, int, list[_ParamState]]] = {}
         # data_ptr of each watched .grad, to recognize `p.grad.zero_()`; rebuilt only when a
@@ -177,6 +189,17 @@ class GradTracker:
         self.problems: dict[tuple[str, int, Site | None], GradProblem] = {}
         # [first, last] backward ids whose gradients some optimizer step really used.
         self.consumed: list[list[int]] = []
+        self.owned: set[int] = set()  # ids of every parameter of every optimizer seen
+        self.creations: dict[Site | None, list[OptimizerState]] = {}  # optimizers built in the session
+        # LL508: the first backward's leaves that no optimizer held at the first step, kept (with
+        # the modules that hold them, the script's names for its objects and copies of a few of
+        # them) until the end of the run, when the script's own references may be gone; then
+        # those of them that every backward pass reached.
+        self.unclaimed: list[torch.Tensor] = []
+        self.unowned: list[torch.Tensor] = []
+        self.unowned_before: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.unowned_models: list[torch.nn.Module] = []
+        self.user_names: dict[int, str] = {}
         # Called after each step with the step's site when it was needed, else None.
         self.on_step: list[Callable[[torch.optim.Optimizer, OptimizerState, Site | None], None]] = []
 
@@ -201,6 +224,15 @@ class GradTracker:
             self.optimizers[id(optimizer)] = state
             self.all_optimizers.append(state)
             self._sync_params(optimizer, state)
+            if from_start:
+                built_here = self.creations.setdefault(site, [])
+                if built_here:
+                    previous = built_here[-1]
+                    first = previous.first_param() if previous.first_param is not None else None
+                    state.rebuilt = (
+                        previous.key == state.key and first is not None and first is state.first_param()
+                    )
+                built_here.append(state)
             # Created before the session but its watched parameters were seen before the first
             # backward pass (found in that pass's graph) and watched since: its history is complete.
             state.evaluated = from_start or all(p.seen_from_start for p in state.params)
@@ -220,6 +252,14 @@ class GradTracker:
         state.param_list = watched
         state.param_count = count
         state.sampled = len(watched) < len([p for p in params if p.requires_grad])
+        state.key = (
+            type(optimizer).__name__,
+            count,
+            id(params[0]) if params else 0,
+            id(params[-1]) if params else 0,
+        )
+        state.first_param = weakref.ref(params[0]) if params else None
+        self.owned.update(map(id, params))
         self._update_watched()
 
     def watch_all(self, state: OptimizerState) -> None:
@@ -257,12 +297,13 @@ class GradTracker:
 
     def _update_watched(self) -> None:
         """Keep watching what some live optimizer watches, and the pending leaves; drop the rest."""
-        keep: dict[int, _ParamState] = {id(s): s for s in self._pending}
-        for optimizer_state in self.optimizers.values():
+        keep: dict[int, _ParamState] = {id(s): s for s in self.pending}
+        for key, optimizer_state in list(self.optimizers.items()):
             if optimizer_state.ref() is not None:
                 keep.update((id(s), s) for s in optimizer_state.params)
             else:  # gone: let its parameters go too
                 optimizer_state.params, optimizer_state.param_list = [], []
+                del self.optimizers[key]
         watched, params = [], []
         for state, param in zip(self._watched, self._watched_params):
             if id(state) in keep:
@@ -291,22 +332,33 @@ class GradTracker:
             if isinstance(variable, torch.Tensor):
                 state = self._param_state(variable, first=0)
                 state.seen_from_start = True
-                self._pending.append(state)
+                self.pending.append(state)
             stack.extend(next_node for next_node, _ in node.next_functions)
 
     def _release_pending(self) -> None:
-        """After a step: leaves that a tracked optimizer holds no longer need watching (its own
-        sample stays watched); after PENDING_STEPS steps, none do."""
+        """After a step: leaves that an optimizer holds no longer need watching (its own sample
+        stays watched). The others stay watched for PENDING_STEPS steps, to see whether they get
+        a gradient at every backward pass (LL508); a few of them are copied at the first step, to
+        see at the end whether anything changed them."""
+        unclaimed = [s for s in self.pending if id(s.param_ref()) not in self.owned]
+        if unclaimed and self.total_steps == 1:
+            self.unclaimed = [p for s in unclaimed if (p := s.param_ref()) is not None]
+            self.unowned_before = [
+                (p, p.detach().clone()) for p in sorted(self.unclaimed, key=torch.Tensor.numel)[:4]
+            ]
+            self.unowned_models = modules_holding(self.unclaimed)
+            self.user_names = user_names()
+        self.pending = unclaimed
         if self.total_steps >= PENDING_STEPS:
-            self._pending = []
-        else:
-            claimed = {
-                id(param)
-                for state in self.optimizers.values()
-                if (optimizer := state.ref()) is not None
-                for param in _flat_params(optimizer)
-            }
-            self._pending = [s for s in self._pending if id(s.param_ref()) not in claimed]
+            self.note_unowned()
+        self._update_watched()
+
+    def note_unowned(self) -> None:
+        """The pending leaves that no optimizer claimed and that every backward pass reached; then
+        stop watching them."""
+        everywhere = {id(s.param_ref()) for s in self.pending if s.touches == self.backward_count}
+        self.unowned = [p for p in self.unclaimed if id(p) in everywhere and id(p) not in self.owned]
+        self.pending = []
         self._update_watched()
 
     # -- backward passes ----------------------------------------------------------------------
@@ -331,8 +383,10 @@ class GradTracker:
                     state.grad_ref = weakref.ref(grad)
                     state.first = state.last = backward_id
                     state.count = 1
+                    state.touches += 1
                     self._grad_ptrs_stale = True
             elif version != old_version:  # accumulated in place: into the tensor we knew?
+                state.touches += 1
                 ref = state.grad_ref
                 if ref is None or ref() is not grad:
                     state.grad_ref = weakref.ref(grad)
@@ -442,7 +496,12 @@ class GradTracker:
         elif state.evaluated and self.accumulation_steps is not None and not state.used_closure:
             site = user_site()
             self._check_step(state, site, marker, len(state.params), 0, 0, passes, backward_count, Counter())
+        if state.steps == 1:
+            state.stateful = bool(optimizer.state)
+        if not passes and not state.steps_with_grads:
+            site = self._no_gradient_yet(optimizer, state, site)
         if passes:
+            state.steps_with_grads += 1
             first = oldest if oldest > 0 else 1
             latest = self.consumed[-1] if self.consumed else None
             if latest is not None and first <= latest[1] + 1:  # extends the latest range
@@ -454,11 +513,28 @@ class GradTracker:
                 state.passes_per_step[passes] += 1
         state.evaluated = True
         state.marker = backward_count
-        if self._pending:
+        if self.pending:
             self._release_pending()
         for callback in self.on_step:
             callback(optimizer, state, site)
         return state
+
+    def _no_gradient_yet(
+        self, optimizer: torch.optim.Optimizer, state: OptimizerState, site: Site | None
+    ) -> Site | None:
+        """A step that found no gradient, of an optimizer that never had one: evidence for LL405
+        when no backward pass ever reached its parameters (reached and cleared is LL102's)."""
+        site = site or user_site()
+        state.empty_site = site
+        if any(s.last for s in state.params):
+            return site
+        params = _flat_params(optimizer)
+        if state.sampled and any(p.grad is not None for p in params):
+            self.watch_all(state)  # gradients the pair does not see: look at every parameter
+            return site
+        state.empty_steps += 1
+        state.frozen_count = sum(1 for p in params if not p.requires_grad)
+        return site
 
     def _compare_step(self, state: OptimizerState, marker: int) -> tuple[int, int, Site | None]:
         """Every watched gradient against the optimizer's previous step: stale ones (LL101), none
@@ -605,7 +681,7 @@ class GradTracker:
     ) -> None:
         key = (code, id(state), site)
         problem = self.problems.get(key)
-        name = _optimizer_name(site)
+        name = optimizer_name(site)
         if name is not None:
             message = message.replace(f"`{state.label}.step()`", f"`{name}.step()`")
         details = dict(details or {})

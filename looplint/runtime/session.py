@@ -6,14 +6,18 @@ import bisect
 import functools
 import time
 import warnings
+from collections import Counter
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import torch
 
 from looplint.findings import Finding
+from looplint.runtime.clipping import ClipTracker
 from looplint.runtime.grads import GradTracker, OptimizerState
 from looplint.runtime.health import GRAD_CHECK_FIRST, Health, SyncCounter, check_period, unscaled_loss
+from looplint.runtime.lifecycle import optimizer_problems, unowned_problem
+from looplint.runtime.modes import ModeTracker
 from looplint.runtime.patches import Undo
 from looplint.runtime.problems import Problem
 from looplint.runtime.sites import Site, display_path, user_site
@@ -89,6 +93,8 @@ class Session:
         self.errors: list[str] = []
         self.grads = GradTracker(self._internal_error, accumulation_steps)
         self.writers = WriterTracker(self._internal_error)
+        self.modes = ModeTracker(self.grads, self._internal_error)
+        self.clips = ClipTracker(self.grads, self._internal_error)
         self.health = Health()
         self.syncs = SyncCounter(self.health)
         self.writers.on_new_writer = lambda writer: self._notify("on_writer", writer)
@@ -171,6 +177,8 @@ class Session:
             self._patch_optimizer_init(undo)
         if self.grad_checks:
             self._patch_clearing(undo)
+            self.modes.install(undo)
+            self.clips.install(undo)
         if self.observers:
             self._patch_scheduler_init(undo)
         if self.writer_checks:
@@ -273,6 +281,10 @@ class Session:
         loss = tensors if isinstance(tensors, torch.Tensor) else None
         if loss is None and isinstance(tensors, (tuple, list)) and len(tensors) == 1:
             loss = tensors[0]
+        if self.modes.pending:
+            self.modes.on_backward()
+        if self.clips.scaled is not None:
+            self.clips.on_backward(loss, grads.backward_count)
         if loss is not None:
             if loss.is_floating_point() and (self.health_checks or self._value_handlers):
                 value = unscaled_loss(loss)
@@ -336,6 +348,15 @@ class Session:
                 problems.append(
                     Problem(grad_problem.code, grad_problem.site, message, grad_problem.related, details)
                 )
+            if self.grad_checks:
+                if self.grads.pending:
+                    self.grads.note_unowned()
+                problems.extend(optimizer_problems(self.grads))
+                unowned = unowned_problem(self.grads)
+                if unowned is not None:
+                    problems.append(unowned)
+                problems.extend(self.modes.problems())
+                problems.extend(self.clips.found())
             if self.health_checks:
                 self.health.final_check(self.grads.total_steps)
                 problems.extend(self._health_problems())
@@ -408,13 +429,25 @@ class Session:
         return bisect.bisect_left(self.grads.step_marks, backward_id)
 
     def _summary(self) -> dict[str, Any]:
-        optimizers = {}
+        optimizers: dict[str, Any] = {}
+        repeated: dict[tuple, dict[str, Any]] = {}  # optimizers built again and again at one place
         for state in self.grads.all_optimizers:
-            optimizers[state.label] = {
+            place = (state.key[:1], state.created_at) if state.created_at else None
+            entry = repeated.get(place) if place else None
+            if entry is not None:
+                entry["steps"] += state.steps
+                entry["instances"] += 1
+                passes = Counter(entry["backward_passes_per_step"]) + state.passes_per_step
+                entry["backward_passes_per_step"] = dict(sorted(passes.items()))
+                continue
+            entry = optimizers[state.label] = {
                 "created_at": state.created_at.display() if state.created_at else None,
                 "steps": state.steps,
                 "backward_passes_per_step": dict(sorted(state.passes_per_step.items())),
+                "instances": 1,
             }
+            if place:
+                repeated[place] = entry
         summary: dict[str, Any] = {
             "backward_passes": self.grads.backward_count,
             "optimizer_steps": self.grads.total_steps,

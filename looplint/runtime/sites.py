@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import sysconfig
-from typing import NamedTuple
+import warnings
+from typing import Any, NamedTuple
 
 
 class Site(NamedTuple):
@@ -86,6 +88,37 @@ def user_site(skip: int = 1) -> Site | None:
             fallback = _site(filename, frame.f_lineno)
         frame = frame.f_back
     return fallback
+
+
+def user_names(skip: int = 1) -> dict[int, str]:
+    """Names the user's innermost frame gives its objects (locals, then its module's globals),
+    by object id: how a report can call a module `decoder` rather than `Sequential`."""
+    frame = sys._getframe(skip)
+    while frame is not None and _kind(frame.f_code.co_filename) != _USER:
+        frame = frame.f_back
+    if frame is None:
+        return {}
+    names: dict[int, str] = {}
+    for namespace in (frame.f_globals, frame.f_locals):
+        names.update((id(value), name) for name, value in list(namespace.items()) if not name.startswith("_"))
+    return names
+
+
+def modules_holding(params: list[Any]) -> list[Any]:
+    """The outermost live `torch.nn.Module`s that hold any of `params` (a scan of the objects the
+    garbage collector tracks: slow, for a report, once)."""
+    import torch
+
+    wanted = {id(p) for p in params}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # deprecated torch attributes warn when looked at
+        modules = [obj for obj in gc.get_objects() if isinstance(obj, torch.nn.Module)]
+    children = {id(child) for module in modules for child in module.children()}
+    return [
+        module
+        for module in modules
+        if id(module) not in children and any(id(p) in wanted for p in module.parameters())
+    ]
 
 
 _site_cache: dict[str, dict[int, Site]] = {}
