@@ -281,3 +281,24 @@ def test_no_optimizer_at_all_is_a_hand_written_loop():
                     param -= 1e-3 * param.grad
                     param.grad = None
     assert codes(report) == []
+
+
+def test_one_helper_building_the_optimizers_of_two_networks_is_not_a_rebuild():
+    torch.manual_seed(0)
+    generator, discriminator = nn.Linear(4, 8), nn.Linear(8, 1)
+
+    def build(module: nn.Module) -> torch.optim.Optimizer:
+        return torch.optim.Adam(module.parameters(), lr=1e-4)
+
+    with watch() as report:
+        opt_g, opt_d = build(generator), build(discriminator)
+        for _ in range(4):
+            opt_d.zero_grad()
+            fake = generator(torch.randn(8, 4))
+            (discriminator(fake.detach()).mean() - discriminator(torch.randn(8, 8)).mean()).backward()
+            opt_d.step()
+            opt_g.zero_grad()
+            (-discriminator(fake).mean()).backward()
+            opt_g.step()
+    assert codes(report) == []
+    assert [entry["instances"] for entry in report.summary["optimizers"].values()] == [1, 1]

@@ -430,11 +430,10 @@ class Session:
 
     def _summary(self) -> dict[str, Any]:
         optimizers: dict[str, Any] = {}
-        repeated: dict[tuple, dict[str, Any]] = {}  # optimizers built again and again at one place
+        built_at: dict[Any, dict[str, Any]] = {}  # the entry of the latest optimizer built at a line
         for state in self.grads.all_optimizers:
-            place = (state.key[:1], state.created_at) if state.created_at else None
-            entry = repeated.get(place) if place else None
-            if entry is not None:
+            entry = built_at.get(state.created_at) if state.rebuilt else None
+            if entry is not None:  # rebuilt for the same parameters (every step, say): one entry
                 entry["steps"] += state.steps
                 entry["instances"] += 1
                 passes = Counter(entry["backward_passes_per_step"]) + state.passes_per_step
@@ -446,8 +445,7 @@ class Session:
                 "backward_passes_per_step": dict(sorted(state.passes_per_step.items())),
                 "instances": 1,
             }
-            if place:
-                repeated[place] = entry
+            built_at[state.created_at] = entry
         summary: dict[str, Any] = {
             "backward_passes": self.grads.backward_count,
             "optimizer_steps": self.grads.total_steps,
