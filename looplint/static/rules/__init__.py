@@ -47,12 +47,12 @@ def all_rules() -> list[tuple[str, Rule]]:
 
 def loop_label(loop) -> str:
     """How a message names a loop: 'the `for epoch` loop', 'the `while` loop'."""
-    node = loop.node
-    if isinstance(node, cst.For):
-        return f"the `for {', '.join(loop.targets)}` loop" if loop.targets else "the `for` loop"
-    if isinstance(node, cst.While):
-        return "the `while` loop"
-    return "the comprehension"
+    return loop.label
+
+
+def elsewhere(event) -> str:
+    """' (in `train_step()`, utils.py:12)' for an event that happens in another module."""
+    return f" (in {event.foreign})" if event.foreign else ""
 
 
 def is_prefix(short: tuple, long: tuple) -> bool:

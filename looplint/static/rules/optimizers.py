@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 from looplint.findings import Fix
 from looplint.static import fixes
-from looplint.static.model import PARAM_GROUPS, READ, STEP, Event, Model
+from looplint.static.model import ASSIGN, PARAM_GROUPS, READ, STEP, Event, Model
 from looplint.static.rules import Hit
 
 # Reading these does not hand the scheduler to code that could step it.
@@ -18,7 +18,7 @@ def scheduler_step_before_optimizer_step(model: Model) -> Iterator[Hit]:
     for scope in model.scopes:
         events = model.events(scope)
         for index, sched in enumerate(events):
-            if sched.kind != STEP or model.role(sched.name) != "scheduler" or sched.node.args:
+            if sched.kind != STEP or model.role(sched) != "scheduler" or sched.data.get("has_args"):
                 continue  # step(epoch) and ReduceLROnPlateau.step(metric) do not depend on the order
             # `for scheduler in schedulers: scheduler.step()` is one step of each, not a window.
             loops = [loop for loop in sched.loops if sched.name not in loop.targets]
@@ -27,7 +27,7 @@ def scheduler_step_before_optimizer_step(model: Model) -> Iterator[Hit]:
                 (i, e)
                 for i, e in enumerate(events)
                 if e.kind == STEP
-                and model.role(e.name) == "optimizer"
+                and model.role(e) == "optimizer"
                 and (window is None or e.in_loop(window))
                 and not e.exclusive_with(sched)
             ]
@@ -44,7 +44,9 @@ def scheduler_step_before_optimizer_step(model: Model) -> Iterator[Hit]:
                 f"{'iteration' if window is not None else 'run'}: the first learning rate of the "
                 "schedule is skipped and every later one comes a step early; step the scheduler "
                 "after the optimizer",
-                fix=lambda source, s=sched, o=optimizer: _move_after(model, source, s, o),
+                fix=None
+                if sched.foreign or optimizer.foreign
+                else lambda source, s=sched, o=optimizer: _move_after(model, source, s, o),
             )
 
 
@@ -117,23 +119,31 @@ def _contains(outer: str, inner: str) -> bool:
 
 
 def scheduler_never_stepped(model: Model) -> Iterator[Hit]:
-    all_events = [e for scope in model.scopes for e in scope.events]
-    trains_here = any(e.kind == STEP and model.role(e.name) == "optimizer" for e in all_events)
-    for name, constructions in model.schedulers.items():
-        if not trains_here and constructions[0].scope.parent is None:
+    own = [e for scope in model.scopes for e in scope.events]
+    bound = [e for scope in model.scopes for e in model.events(scope)]
+    trains_here = any(e.kind == STEP and model.role(e) == "optimizer" for e in bound)
+    seen: set[tuple] = set()
+    for construction in own:
+        if construction.kind != ASSIGN or construction.name in (None, "_"):
+            continue
+        known = model.known(construction.value)
+        if known.role != "scheduler" or known.origin is None or known.origin in seen:
+            continue
+        seen.add(known.origin)
+        name = construction.name
+        if not trains_here and construction.scope.parent is None:
             continue  # a module-level scheduler in a config module: the importer steps it
         used = any(
-            (e.kind == STEP and e.name == name)
+            (e.kind == STEP and model.identity(e.value) == known.origin)
             or (e.kind == READ and e.name == name and e.data.get("method") not in _INERT_METHODS)
             or (e.kind == READ and e.name != name and is_prefix_name(name, e.name))
-            for e in all_events
+            for e in own + bound
         )
         if used:
             continue
-        construction = constructions[0]
         yield Hit(
             "LL403",
-            construction.data["value"],
+            construction.data["source"],
             f"the scheduler `{name}` is created but never stepped: the learning rate stays at its "
             f"initial value for the whole run; call `{name}.step()` after `optimizer.step()` (per "
             "epoch or per batch, as the schedule expects)",

@@ -47,7 +47,7 @@ def _fixed_count(loop: Loop) -> bool:
 def _trains(model: Model, events: list[Event], loop: Loop) -> bool:
     """The loop holds a training step or logging: a periodic check there is about training."""
     return any(
-        e.in_loop(loop) and (e.kind in (BACKWARD, WRITE, LOG) or (e.kind == STEP and model.role(e.name)))
+        e.in_loop(loop) and (e.kind in (BACKWARD, WRITE, LOG) or (e.kind == STEP and model.role(e)))
         for e in events
     )
 

@@ -1,0 +1,248 @@
+"""Function summaries: what a function does to its parameters, `self` and the globals, and what
+it returns, computed once per function and bound at each call.
+
+A summary is the function's own events (its calls already bound) that a caller can observe: a
+backward pass, clears and steps of optimizers, writes to and closes of writers, logs, gradient
+clipping, train/eval switches, updates of `self.x` and of globals. Its locals are left out. At a
+call, each parameter is replaced by the caller's argument: `step(opt)` whose body steps its
+parameter `optimizer` becomes a step of `opt` at the call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import libcst as cst
+
+from looplint.static.values import (
+    Accum,
+    Attr,
+    Bin,
+    Call,
+    Elem,
+    Item,
+    Param,
+    Phi,
+    Tup,
+    Value,
+    join,
+)
+
+if TYPE_CHECKING:
+    from looplint.static.model import Event, Model, Scope
+
+_KEPT = frozenset(
+    {"backward", "clear", "step", "write", "close", "log", "call", "clip", "unscale", "mode", "freeze", "periodic"}
+)
+_VARIABLE_EVENTS = frozenset({"assign", "accumulate", "divide", "append"})
+
+
+@dataclass(eq=False)
+class FunctionSummary:
+    key: str  # 'path::qualname'
+    params: list[str]
+    is_method: bool
+    events: list[Event] = field(default_factory=list)
+    returns: Value | None = None
+    foreign: bool = False  # from another module: its events have no node in the caller's file
+    label: str = ""  # `train_one_epoch()` as messages name it
+
+    # ----------------------------------------------------------------- binding
+    def bindings(self, call: Call | None, skip_self: bool = False) -> dict[str, Value]:
+        """Parameter -> the argument the call passes."""
+        if call is None:
+            return {}
+        params = self.params[1:] if (self.is_method or skip_self) and self.params else self.params
+        bound: dict[str, Value] = {}
+        for name, argument in zip(params, call.args, strict=False):
+            bound[name] = argument
+        for keyword, argument in call.kwargs:
+            if keyword in self.params:
+                bound[keyword] = argument
+        return bound
+
+    def bind_value(self, value: Value | None, bindings: dict[str, Value], memo: dict | None = None) -> Value | None:
+        """The value with this function's parameters replaced by the caller's arguments."""
+        if value is None or not bindings:
+            return value
+        return _substitute(value, self.key, bindings, {} if memo is None else memo)
+
+    def bind_events(self, call: Event, model: Model) -> Iterator[Event]:
+        """The summary's events as they happen at the call `call` of the caller's scope."""
+        call_value = call.data.get("call")
+        bindings = self.bindings(call_value, skip_self=call.data.get("skip_self", False))
+        arguments = _argument_nodes(call.node, self)
+        memo: dict = {}
+        for inner in self.events:
+            value = self.bind_value(inner.value, bindings, memo)
+            node, statement, name, var = inner.node, inner.statement, inner.name, inner.var
+            param = _param_of(inner.value, self.key) if inner.value is not None else None
+            if inner.var is not None and inner.var[0] == self.key:
+                param = inner.var[1].split(".", 1)[0]
+            if param is not None and param in arguments:
+                argument_node, argument_name = arguments[param]
+                if inner.kind == "read":
+                    node, statement = argument_node, call.statement
+                    var = _caller_var(call, argument_name)
+                if argument_name is not None and inner.name is not None:
+                    name = argument_name + inner.name[len(param) :] if inner.name.startswith(param) else name
+            foreign = inner.foreign
+            if self.foreign or foreign:
+                node, statement = call.node, call.statement
+                foreign = foreign or self.label
+            data = {key: _bind_data(item, self, bindings, memo) for key, item in inner.data.items()}
+            data["via"] = (call, *inner.data.get("via", ()))
+            yield inner.but(
+                name=name,
+                node=node,
+                statement=statement,
+                loops=call.loops + inner.loops,
+                branches=call.branches + tuple((b[0], b[1], b[2] + len(call.loops)) for b in inner.branches),
+                no_grad=call.no_grad or inner.no_grad,
+                periodic=call.periodic or inner.periodic,
+                scope=inner.scope if not self.foreign else call.scope,
+                data=data,
+                value=value,
+                var=var,
+                foreign=foreign,
+            )
+
+
+def summarize(model: Model, scope: Scope) -> FunctionSummary:
+    """The summary of one function or method of the model's file."""
+    events = [event for event in model.events(scope) if _observable(event, scope)]
+    returns = None
+    for value in scope.returns:
+        returns = value if returns is None else join(returns, value)
+    is_method = scope.class_name is not None and not _is_static(scope.node)
+    return FunctionSummary(
+        key=scope.key,
+        params=list(scope.params),
+        is_method=is_method,
+        events=events,
+        returns=returns,
+        label=f"`{scope.name}()`",
+    )
+
+
+def _observable(event: Event, scope: Scope) -> bool:
+    """Can a caller see this event? Its locals (variables and jumps) are the function's own."""
+    if event.kind in _KEPT:
+        return True
+    var = event.var
+    if var is None:
+        return False
+    if event.kind in _VARIABLE_EVENTS:
+        return var[0] != scope.key  # `self.total += ...`, a global
+    if event.kind == "read":
+        root = var[1].split(".", 1)[0]
+        own_param = var[0] == scope.key and root in scope.params
+        return bool(event.data.get("in_log")) and (own_param or var[0] != scope.key)
+    return False
+
+
+def _is_static(node: cst.CSTNode | None) -> bool:
+    if not isinstance(node, cst.FunctionDef):
+        return False
+    for decorator in node.decorators:
+        target = decorator.decorator
+        if isinstance(target, cst.Name) and target.value in ("staticmethod", "classmethod"):
+            return True
+    return False
+
+
+def _argument_nodes(call: cst.CSTNode, summary: FunctionSummary) -> dict[str, tuple[cst.CSTNode, str | None]]:
+    """Parameter -> (the argument's node at the call, its dotted name if it is a plain name)."""
+    from looplint.static import names
+
+    if not isinstance(call, cst.Call):
+        return {}
+    params = summary.params[1:] if summary.is_method and summary.params else summary.params
+    found: dict[str, tuple[cst.CSTNode, str | None]] = {}
+    positional = [a for a in call.args if a.keyword is None and not a.star]
+    for name, argument in zip(params, positional, strict=False):
+        found[name] = (argument.value, names.dotted(argument.value))
+    for argument in call.args:
+        if argument.keyword is not None and argument.keyword.value in summary.params:
+            found[argument.keyword.value] = (argument.value, names.dotted(argument.value))
+    return found
+
+
+def _caller_var(call: Event, argument: str | None) -> tuple | None:
+    """The caller's variable an argument names (`log(total)` -> the caller's `total`)."""
+    if argument is None:
+        return None
+    for event in call.scope.events:
+        if event.var is not None and event.var[1] == argument.replace("[]", ""):
+            return event.var
+    return (call.scope.key, argument)
+
+
+def _param_of(value: Value, key: str) -> str | None:
+    """The parameter a value is (or is an attribute of): `optimizer`, `self.writer`."""
+    current = value
+    while isinstance(current, Attr):
+        current = current.base
+    if isinstance(current, Param) and current.scope == key:
+        return current.name
+    return None
+
+
+def _bind_data(item, summary: FunctionSummary, bindings: dict[str, Value], memo: dict):
+    if isinstance(item, Value):
+        return summary.bind_value(item, bindings, memo)
+    if isinstance(item, tuple) and item and all(isinstance(element, Value) for element in item):
+        return tuple(summary.bind_value(element, bindings, memo) for element in item)
+    return item
+
+
+def _substitute(value: Value, key: str, bindings: dict[str, Value], memo: dict) -> Value:
+    found = memo.get(id(value))
+    if found is not None:
+        return found[1]
+    result = _rebuild(value, key, bindings, memo)
+    memo[id(value)] = (value, result)
+    return result
+
+
+def _rebuild(value: Value, key: str, bindings: dict[str, Value], memo: dict) -> Value:  # noqa: PLR0911
+    def sub(child: Value) -> Value:
+        return _substitute(child, key, bindings, memo)
+
+    if isinstance(value, Param):
+        if value.scope == key and value.name in bindings:
+            return bindings[value.name]
+        return value
+    if isinstance(value, Call):
+        func = sub(value.func)
+        args = tuple(sub(a) for a in value.args)
+        kwargs = tuple((k, sub(v)) for k, v in value.kwargs)
+        if func is value.func and all(a is b for a, b in zip(args, value.args, strict=True)) and all(
+            a[1] is b[1] for a, b in zip(kwargs, value.kwargs, strict=True)
+        ):
+            return value
+        return Call(func, args, kwargs, value.site, value.no_grad, value.display)
+    if isinstance(value, Attr):
+        base = sub(value.base)
+        return value if base is value.base else Attr(base, value.attr)
+    if isinstance(value, Item):
+        base = sub(value.base)
+        return value if base is value.base else Item(base, value.key)
+    if isinstance(value, Bin):
+        left, right = sub(value.left), sub(value.right)
+        return value if (left is value.left and right is value.right) else Bin(value.op, left, right)
+    if isinstance(value, Tup):
+        items = tuple(sub(item) for item in value.items)
+        return value if all(a is b for a, b in zip(items, value.items, strict=True)) else Tup(items)
+    if isinstance(value, Accum):
+        prev, term = sub(value.prev), sub(value.term)
+        return value if (prev is value.prev and term is value.term) else Accum(prev, term, value.spans)
+    if isinstance(value, Phi):
+        options = tuple(sub(option) for option in value.options)
+        return value if all(a is b for a, b in zip(options, value.options, strict=True)) else Phi(options)
+    if isinstance(value, Elem):
+        iterable = sub(value.iterable)
+        return value if iterable is value.iterable else Elem(iterable, value.origin)
+    return value
