@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from looplint.findings import Edit, Finding, Fix
 
 CACHE_DIR = ".looplint_cache"
 # Bumped when the entry layout changes.
-_LAYOUT = "1"
+_LAYOUT = "2"
 
 
 @lru_cache(maxsize=1)
@@ -55,21 +56,35 @@ class Cache:
         name = hashlib.blake2b(os.path.abspath(path).encode("utf-8", "surrogateescape"))
         return self.entries / f"{name.hexdigest()[:32]}.json"
 
-    def get(self, path: str, key: str) -> list[Finding] | None:
-        """The cached findings, or None when there is no valid entry for this exact key."""
+    def get(
+        self, path: str, key: str, summary_digest: Callable[[str], str] | None = None
+    ) -> list[Finding] | None:
+        """The cached findings, or None when there is no valid entry for this exact key, or when
+        a module the file imports has changed what it does (its summary digest)."""
         try:
             with open(self._entry(path), encoding="utf-8") as handle:
                 entry = json.load(handle)
             if entry["key"] != key:
+                return None
+            imported = entry.get("imports", {})
+            if imported and (
+                summary_digest is None
+                or any(summary_digest(module) != digest for module, digest in imported.items())
+            ):
                 return None
             return [_finding_from_dict(item) for item in entry["findings"]]
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             # Missing, partial, corrupt or foreign: never trusted.
             return None
 
-    def put(self, path: str, key: str, findings: list[Finding]) -> None:
-        """Store findings; a cache that cannot be written (read-only tree) is silently skipped."""
-        entry = {"key": key, "findings": [finding.to_dict() for finding in findings]}
+    def put(self, path: str, key: str, findings: list[Finding], imports: dict[str, str] | None = None) -> None:
+        """Store findings (and the summary digests of the modules they depend on); a cache that
+        cannot be written (read-only tree) is silently skipped."""
+        entry = {
+            "key": key,
+            "findings": [finding.to_dict() for finding in findings],
+            "imports": imports or {},
+        }
         try:
             self._prepare()
             descriptor, temporary = tempfile.mkstemp(dir=self.entries, suffix=".tmp")

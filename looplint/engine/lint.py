@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from itertools import repeat
 from pathlib import Path
 
-from looplint.engine.cache import Cache
+from looplint.engine.cache import CACHE_DIR, Cache
 from looplint.engine.config import Config, load_config
 from looplint.engine.files import NOTEBOOK_SUFFIX, describe_os_error, discover
 from looplint.engine.suppress import filter_noqa
 from looplint.findings import Finding
-from looplint.static import analyze_source
+from looplint.static import Project, analyze_source
 
 # Below this many files to analyze, starting worker processes costs more than it saves.
 MIN_FILES_FOR_POOL = 16
@@ -92,21 +92,33 @@ def decode_source(data: bytes, path: str) -> str | Finding:
         )
 
 
-def lint_bytes(data: bytes, path: str, config: Config | None = None) -> list[Finding]:
+def project_for(config: Config, use_cache: bool = True) -> Project:
+    """The project a run analyzes: imports resolve among the files under the configuration's
+    root (and next to each file); module summaries are cached beside the results."""
+    return Project(config.root, Path(config.root) / CACHE_DIR if use_cache else None)
+
+
+def lint_bytes(
+    data: bytes, path: str, config: Config | None = None, project: Project | None = None
+) -> list[Finding]:
     """Findings for one file's content: decoded, analyzed, then filtered by `# noqa` and config.
 
-    `path` is what findings show and what per-file-ignores match; it is never opened.
+    `path` is what findings show and what per-file-ignores match; its content is `data`, but the
+    modules it imports are read from disk, as the project (by default: the configuration's
+    root) finds them.
     """
     config = config or Config()
+    if project is None:
+        project = project_for(config, use_cache=False)
     try:
         if path.endswith(NOTEBOOK_SUFFIX):
-            findings = _lint_notebook(data, path)
+            findings = _lint_notebook(data, path, project)
         else:
             source = decode_source(data, path)
             if isinstance(source, Finding):
                 findings = [source]
             else:
-                findings = filter_noqa(analyze_source(source, path), source)
+                findings = filter_noqa(analyze_source(source, path, project), source)
     except FileError:
         raise
     except Exception as error:  # a bug in a rule must not hide the other files' results
@@ -117,7 +129,7 @@ def lint_bytes(data: bytes, path: str, config: Config | None = None) -> list[Fin
     return sorted((finding for finding in findings if config.is_enabled(finding.code, path)), key=sort_key)
 
 
-def _lint_notebook(data: bytes, path: str) -> list[Finding]:
+def _lint_notebook(data: bytes, path: str, project: Project) -> list[Finding]:
     try:
         from looplint.engine.notebook import NotebookError, notebook_source
     except ImportError:
@@ -131,7 +143,8 @@ def _lint_notebook(data: bytes, path: str) -> list[Finding]:
     except NotebookError as error:
         return [_syntax_error(path, 1, 1, f"invalid notebook: {error}")]
     source = notebook.source
-    return [notebook.locate_finding(finding) for finding in filter_noqa(analyze_source(source, path), source)]
+    findings = filter_noqa(analyze_source(source, path, project), source)
+    return [notebook.locate_finding(finding) for finding in findings]
 
 
 def read_bytes(path: str) -> bytes:
@@ -157,16 +170,20 @@ _Outcome = tuple[list[Finding], str | None]
 
 def _lint_batch(paths: Sequence[str], config: Config, use_cache: bool) -> list[_Outcome]:
     cache = Cache(config.root, config.fingerprint()) if use_cache else None
+    project = project_for(config, use_cache)
     outcomes: list[_Outcome] = []
     for path in paths:
+        project.used = set()
         try:
             data = read_bytes(path)
-            findings = lint_bytes(data, path, config)
+            findings = lint_bytes(data, path, config, project)
         except FileError as error:
             outcomes.append(([], str(error)))
             continue
         if cache is not None:
-            cache.put(path, cache.key(path, data), findings)
+            itself = os.path.abspath(path)
+            imported = {dep: project.summary_digest(dep) for dep in sorted(project.used) if dep != itself}
+            cache.put(path, cache.key(path, data), findings, imported)
         outcomes.append((findings, None))
     return outcomes
 
@@ -189,6 +206,7 @@ def lint_paths(
     pending = discovery.files
     if use_cache:
         cache = Cache(config.root, config.fingerprint())
+        project = project_for(config)  # checks that imported modules kept their summaries
         pending = []
         for path in discovery.files:
             try:
@@ -196,7 +214,7 @@ def lint_paths(
             except FileError as error:
                 result.errors.append(str(error))
                 continue
-            cached = cache.get(path, cache.key(path, data))
+            cached = cache.get(path, cache.key(path, data), project.summary_digest)
             if cached is None:
                 pending.append(path)
             else:

@@ -18,6 +18,7 @@ through its own calls) at the call, with each parameter replaced by the caller's
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -120,6 +121,8 @@ class Loop:
     kind: str = "for"  # 'for', 'while' or 'comprehension'
     count: int | None = None  # `for _ in range(5)`: the literal count
     counted: bool = False  # `for _ in range(n)`: a fixed count per pass
+    count_name: str | None = None  # `for _ in range(ROLLOUT)`: 'ROLLOUT'
+    branch_depth: int = 0
 
 
 @dataclass(eq=False)
@@ -200,7 +203,9 @@ class Model:
 
     def __init__(self, module: cst.Module, path: str = "<stdin>", project: Project | None = None) -> None:
         self.module = module
-        self.path = path
+        self.path = path  # as findings show it
+        # The module's identity in the project: its absolute path when it is a file.
+        self.file = path if path.startswith("<") else os.path.abspath(path)
         self.project = project
         self.scopes: list[Scope] = []
         self.root: Scope | None = None
@@ -255,7 +260,9 @@ class Model:
                 stack.append(current.base)
 
     def is_backwarded(self, value: Value) -> bool:
-        return id(value) in self._backwarded
+        return id(value) in self._backwarded or (
+            self.project is not None and id(value) in self.project.backwarded
+        )
 
     def resolve_name(self, value: Name) -> Value:
         """A name read before its scope bound it: a local bound later, a closure, a global, a
@@ -279,7 +286,7 @@ class Model:
     def self_attribute(self, value: SelfAttr) -> Value | None:
         """What `self.attr` holds: what the class (or a class of its family) assigns to it; a
         method of the class; None when nothing in the file says."""
-        if value.cls is not None and "::" in value.cls and not value.cls.startswith(self.path + "::"):
+        if value.cls is not None and "::" in value.cls and not value.cls.startswith(self.file + "::"):
             return self._foreign_class_attribute(value.cls, value.attr)
         cls = value.cls.rsplit("::", 1)[-1] if value.cls else None
         family = self._family(cls)
@@ -292,7 +299,7 @@ class Model:
         if cls is not None:
             method = self._method(cls, value.attr)
             if method is not None:
-                return Ref("function", self.path, method.key.split("::", 1)[1])
+                return Ref("function", self.file, method.key.split("::", 1)[1])
             return self._inherited_foreign(cls, value.attr)
         return None
 
@@ -323,22 +330,22 @@ class Model:
     def _inherited_foreign(self, cls: str, attr: str) -> Value | None:
         for base in self.class_bases.get(cls, []):
             known = self.known(base)
-            if known.kind == "class" and known.target.module != self.path:
+            if known.kind == "class" and known.target.module != self.file:
                 found = self.class_attribute(known.target, attr)
                 if found is not None:
                     return found
         return None
 
     def module_attribute(self, module: Ref, attr: str) -> Value | None:
-        if module.module == self.path:
+        if module.module == self.file:
             return self.root.final.get(attr) if self.root else None
         if self.project is None:
             return None
-        return self.project.export(module.module, attr, importer=self.path)
+        return self.project.export(module.module, attr, importer=self.file)
 
     def class_attribute(self, cls: Ref, attr: str) -> Value | None:
-        if cls.module == self.path:
-            return self.self_attribute(SelfAttr(f"{self.path}::{cls.name}", attr))
+        if cls.module == self.file:
+            return self.self_attribute(SelfAttr(f"{self.file}::{cls.name}", attr))
         if self.project is None:
             return None
         return self.project.class_attribute(cls.module, cls.name, attr)
@@ -364,7 +371,7 @@ class Model:
         return None
 
     def _bases_of(self, cls: Ref) -> list[Value]:
-        if cls.module == self.path:
+        if cls.module == self.file:
             return self.class_bases.get(cls.name, [])
         if self.project is None:
             return []
@@ -396,7 +403,7 @@ class Model:
         if known.kind != "function":
             return None, None
         ref = known.target
-        if ref.module == self.path:
+        if ref.module == self.file:
             scope = self._scope_of(ref.name)
             return scope, (self.summary(scope) if scope is not None else None)
         if self.project is None:
@@ -404,9 +411,9 @@ class Model:
         return None, self.project.function_summary(ref.module, ref.name)
 
     def _method_ref(self, cls: Ref, method: str) -> Ref | None:
-        if cls.module == self.path:
+        if cls.module == self.file:
             scope = self._method(cls.name, method)
-            return Ref("function", self.path, scope.key.split("::", 1)[1]) if scope else None
+            return Ref("function", self.file, scope.key.split("::", 1)[1]) if scope else None
         if self.project is None:
             return None
         found = self.project.class_attribute(cls.module, cls.name, method)
@@ -414,7 +421,7 @@ class Model:
 
     def _scope_of(self, qualname: str) -> Scope | None:
         for scope in self.scopes:
-            if scope.key == f"{self.path}::{qualname}":
+            if scope.key == f"{self.file}::{qualname}":
                 return scope
         return None
 
@@ -431,7 +438,7 @@ class Model:
         return summary.bind_value(summary.returns, summary.bindings(call, skip_self=method is not None))
 
     def _summary_of_ref(self, ref: Ref) -> FunctionSummary | None:
-        if ref.module == self.path:
+        if ref.module == self.file:
             scope = self._scope_of(ref.name)
             return self.summary(scope) if scope is not None else None
         if self.project is None:
@@ -585,10 +592,11 @@ class _Builder:
         self.env: dict[str, Value] = {}
         self.bound_at: dict[str, tuple[Loop, ...]] = {}  # the loops around each name's binding
         self.class_stack: list[str] = []
+        self.sites: dict[int, tuple] = {}
 
     # ----------------------------------------------------------------- statements
     def build(self, module: cst.Module) -> None:
-        root = Scope(module, "<module>", None, None, key=f"{self.model.path}::")
+        root = Scope(module, "<module>", None, None, key=f"{self.model.file}::")
         self.model.scopes.append(root)
         self.model.root = root
         self.scope = root
@@ -694,7 +702,7 @@ class _Builder:
             self.emit(
                 GUARD, None, node, ctx, compared=frozenset(compared - {None}), branch=(id(node), 0, len(ctx.loops))
             )
-        counters = _periodic_counters(node.test)
+        counters, moduli = _periodic_counters(node.test)
         if counters:
             self.emit(
                 PERIODIC,
@@ -703,6 +711,7 @@ class _Builder:
                 ctx,
                 counters=frozenset(counters),
                 counter_vars=frozenset(self.var_key(c) for c in counters),
+                moduli=moduli,
             )
         before = dict(self.env)
         body_ctx = ctx.but(
@@ -737,7 +746,7 @@ class _Builder:
             node.name.value,
             class_name,
             parent,
-            key=f"{self.model.path}::{qualname}",
+            key=f"{self.model.file}::{qualname}",
             no_grad=no_grad,
             abstract=_is_abstract(node),
         )
@@ -750,7 +759,7 @@ class _Builder:
             parent.local_functions[node.name.value] = scope
         # The function's name is bound where it is defined.
         if class_name is None:
-            self.bind(node.name.value, Ref("function", self.model.path, qualname), ctx, event=False)
+            self.bind(node.name.value, Ref("function", self.model.file, qualname), ctx, event=False)
         saved = (self.scope, self.env, self.bound_at)
         self.scope, self.env, self.bound_at = scope, {}, {}
         scope.locals = _assigned_names(node.body)
@@ -770,7 +779,7 @@ class _Builder:
         name = node.name.value
         self.model.classes[name] = node
         self.model.class_bases[name] = [self.expr(arg.value, ctx) for arg in node.bases]
-        self.bind(name, Ref("class", self.model.path, name), ctx, event=False)
+        self.bind(name, Ref("class", self.model.file, name), ctx, event=False)
         saved_env = self.env
         self.env = dict(self.env)  # the class body's own names are not visible to its methods
         self.class_stack.append(name)
@@ -832,7 +841,7 @@ class _Builder:
         """A project module or one of its names, resolved through the project; else external."""
         project = self.model.project
         if project is not None:
-            found = project.resolve_import(self.model.path, module, level, name)
+            found = project.resolve_import(self.model.file, module, level, name)
             if found is not None:
                 return found
         prefix = "." * level + module
@@ -930,7 +939,7 @@ class _Builder:
         if base_name:
             cls = self.class_stack_for_scope()
             if base_name == "self" and cls is not None:
-                return SelfAttr(f"{self.model.path}::{cls}", last)
+                return SelfAttr(f"{self.model.file}::{cls}", last)
             return Attr(self.lookup(base_name), last)
         assert self.scope is not None
         return Name(self.scope, dotted)
@@ -948,9 +957,9 @@ class _Builder:
         if root == "self" and self.class_stack_for_scope() is not None:
             return ("self", dotted[5:])
         if self.scope.parent is None or root in self.scope.global_names:
-            return (self.model.path, dotted)
+            return (self.model.file, dotted)
         if root not in self.scope.locals and root not in self.scope.params:
-            return (self.model.path, dotted)  # a global read inside a function
+            return (self.model.file, dotted)  # a global read inside a function
         return (self.scope.key, dotted)
 
     def bind(self, name: str, value: Value, ctx: _Context, event: bool = True) -> None:
@@ -974,7 +983,10 @@ class _Builder:
             self.rebind(name, value, ctx)
 
     def site(self, node: cst.CSTNode) -> tuple:
-        return ("site", self.model.path, id(node))
+        found = self.sites.get(id(node))
+        if found is None:
+            found = self.sites[id(node)] = ("site", self.model.file, len(self.sites))
+        return found
 
     def bound(self, target: cst.CSTNode) -> list[str]:
         if isinstance(target, (cst.Tuple, cst.List)):
@@ -1274,8 +1286,8 @@ def _target_text(target: cst.CSTNode) -> str:
     return names.dotted(target) or "..."
 
 
-def _range_count(iterable: cst.BaseExpression) -> tuple[int | None, bool]:
-    """`range(5)` -> (5, True); `range(n)` -> (None, True); anything else (None, False)."""
+def _range_count(iterable: cst.BaseExpression) -> tuple[int | None, bool, str | None]:
+    """`range(5)` -> (5, True, None); `range(n)` -> (None, True, 'n'); else (None, False, None)."""
     if (
         isinstance(iterable, cst.Call)
         and isinstance(iterable.func, cst.Name)
@@ -1284,9 +1296,9 @@ def _range_count(iterable: cst.BaseExpression) -> tuple[int | None, bool]:
     ):
         argument = iterable.args[0].value
         if isinstance(argument, cst.Integer):
-            return int(argument.value.replace("_", ""), 0), True
-        return None, True
-    return None, False
+            return int(argument.value.replace("_", ""), 0), True, None
+        return None, True, names.dotted(argument)
+    return None, False, None
 
 
 def _literal_key(node: cst.Subscript) -> int | str | None:
@@ -1426,14 +1438,16 @@ def _is_zero_literal(node: cst.CSTNode) -> bool:
     return False
 
 
-def _periodic_counters(test: cst.BaseExpression) -> list[str]:
-    """Counters tested by `x % N == 0`, `(x + 1) % N == 0`, `not x % N`."""
+def _periodic_counters(test: cst.BaseExpression) -> tuple[list[str], list[cst.BaseExpression]]:
+    """Counters tested by `x % N == 0`, `(x + 1) % N == 0`, `not x % N`, and their periods N."""
     counters: list[str] = []
+    moduli: list[cst.BaseExpression] = []
 
     def visit(node: cst.CSTNode) -> None:
         if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Modulo):
             if not isinstance(node.left, (cst.SimpleString, cst.ConcatenatedString, cst.FormattedString)):
                 _counter_names(node.left, counters)
+                moduli.append(node.right)
             return
         if isinstance(node, cst.Call):
             return
@@ -1441,7 +1455,7 @@ def _periodic_counters(test: cst.BaseExpression) -> list[str]:
             visit(child)
 
     visit(test)
-    return counters
+    return counters, moduli
 
 
 def _counter_names(node: cst.CSTNode, found: list[str]) -> None:

@@ -80,3 +80,23 @@ def _callee(call: ast.Call) -> str | None:
     if isinstance(func, ast.Attribute):
         return func.attr
     return None
+
+
+def calls_project_code(tree: ast.Module, path: str, project) -> bool:
+    """A loop that calls into a module of the project (`for batch in loader: train_step(...)`
+    with `train_step` imported from `engine.py`) can hold a finding the text does not show."""
+    if project is None:
+        return False
+    imports = False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if project.find_module(path, node.module or "", node.level) is not None:
+                imports = True
+                break
+        elif isinstance(node, ast.Import):
+            if any(project.find_module(path, alias.name, 0) is not None for alias in node.names):
+                imports = True
+                break
+    if not imports:
+        return False
+    return any(isinstance(node, (ast.For, ast.While, ast.AsyncFor)) for node in ast.walk(tree))

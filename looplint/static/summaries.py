@@ -81,16 +81,18 @@ class FunctionSummary:
             param = _param_of(inner.value, self.key) if inner.value is not None else None
             if inner.var is not None and inner.var[0] == self.key:
                 param = inner.var[1].split(".", 1)[0]
+            at_argument = False
             if param is not None and param in arguments:
                 argument_node, argument_name = arguments[param]
                 if inner.kind == "read":
-                    node, statement = argument_node, call.statement
+                    node, statement, at_argument = argument_node, call.statement, True
                     var = _caller_var(call, argument_name)
                 if argument_name is not None and inner.name is not None:
                     name = argument_name + inner.name[len(param) :] if inner.name.startswith(param) else name
             foreign = inner.foreign
             if self.foreign or foreign:
-                node, statement = call.node, call.statement
+                if not at_argument:
+                    node, statement = call.node, call.statement
                 foreign = foreign or self.label
             data = {key: _bind_data(item, self, bindings, memo) for key, item in inner.data.items()}
             data["via"] = (call, *inner.data.get("via", ()))

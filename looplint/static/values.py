@@ -358,7 +358,7 @@ class Evaluator:
             if bound is not None:
                 return self.known(bound)
         if attr in _DETACHING:
-            return _detached(base, tensor=True)
+            return _detached(base, attr)
         if attr == "loss" and _model_output(value.base, base):
             return Known("tensor", loss=True, attached=not _no_grad(value.base))
         if attr in ("grad", "shape", "device", "dtype"):
@@ -463,10 +463,10 @@ class Evaluator:
         if receiver.kind == "object" and receiver.role == "instance":
             return None  # a method of a project class: its summary answers
         if name in _DETACHING:
-            return _detached(receiver, tensor=name in ("detach", "detach_"))
+            return _detached(receiver, name)
         if name in _KEEPING:
             if receiver.kind in ("tensor", "number") or receiver.loss:
-                return replace(receiver, origin=None, zero=receiver.zero and name != "to")
+                return replace(receiver, origin=None)
             return None
         if name == "scale" and receiver.role == "scaler" and call.args:
             return self.known(call.args[0])
@@ -560,9 +560,16 @@ class Evaluator:
         return Known("object", role="instance", origin=call.site, target=cls)
 
 
-def _detached(base: Known, tensor: bool) -> Known:
-    """`.item()`, `.detach()`, `.numpy()`: the same quantity, off the graph."""
-    kind = "tensor" if tensor and base.kind == "tensor" else "number" if base.loss or base.numeric else "unknown"
+def _detached(base: Known, how: str) -> Known:
+    """`.item()`, `.detach()`, `.data`, `.numpy()`: the same quantity, off the graph."""
+    if how == "item":
+        kind = "number"  # `.item()` always gives a Python number
+    elif how in ("detach", "detach_", "data"):
+        kind = "tensor" if base.kind in ("tensor", "unknown") and base.loss else base.kind
+    else:
+        kind = "number" if base.loss or base.numeric else "unknown"
+    if kind in ("object", "external", "function", "class", "module"):
+        kind = "unknown"
     return Known(kind, loss=base.loss, divided=base.divided, summed=base.summed, zero=base.zero)
 
 
