@@ -1226,13 +1226,9 @@ class _Builder:
         elif is_log:
             self.emit(LOG, receiver, node, ctx, value=receiver_value)
         else:
-            target_name = names.dotted(func)
-            if target_name is not None:
-                self.emit(CALL, target_name, node, ctx, args=tuple(a for a in arg_names if a), value=func_value, call=value)
-        if isinstance(func, cst.Attribute) and receiver is None:
-            pass
-        elif not isinstance(func, (cst.Attribute, cst.Name)):
-            pass
+            self.emit(
+                CALL, func_name, node, ctx, args=tuple(a for a in arg_names if a), value=func_value, call=value
+            )
         return value
 
     # ----------------------------------------------------------------- helpers

@@ -119,6 +119,14 @@ class Project:
             package = package.parent
         if package != here:
             roots.append(package)
+        # The folders above (a script in scripts/ importing the project's package), and their
+        # src/ folders, up to the project's root.
+        above = here
+        for _ in range(3):
+            if self.root is not None and above == self.root:
+                break
+            above = above.parent
+            roots += [above, above / "src"]
         if self.root is not None:
             roots += [self.root, self.root / "src"]
         return list(dict.fromkeys(roots))
