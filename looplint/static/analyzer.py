@@ -37,6 +37,7 @@ def analyze_tree(source: str, path: str, tree: ast.Module, project: Project | No
         model = project.model(path, source, module) if project is not None else Model(module, path)
         if model is None:
             return [syntax_error(path, "too deeply nested to analyze", 1, 0)]
+        model.bind_all()
         hits = [hit for _, rule in all_rules() for hit in rule(model)]
     except RecursionError:
         return [syntax_error(path, "too deeply nested to analyze", 1, 0)]

@@ -73,6 +73,7 @@ UNSCALE = "unscale"  # scaler.unscale_(optimizer)
 MODE = "mode"  # model.train() / model.eval() / model.train(False)
 FREEZE = "freeze"  # p.requires_grad = False / requires_grad_(False)
 APPEND = "append"  # xs.append(value)
+CREATE = "create"  # an optimizer is built: torch.optim.SGD(model.parameters(), ...)
 
 INLINE_DEPTH = 4
 # Where a builtin name resolves when nothing in the file binds it.
@@ -109,7 +110,7 @@ _BUILTINS = frozenset(
     }
 )
 # Summaries keep these kinds: what a function does to its arguments, `self` and the globals.
-_OBJECT_EVENTS = frozenset({BACKWARD, CLEAR, STEP, WRITE, CLOSE, LOG, CALL, CLIP, UNSCALE, MODE, FREEZE})
+_OBJECT_EVENTS = frozenset({BACKWARD, CLEAR, STEP, WRITE, CLOSE, LOG, CALL, CLIP, UNSCALE, MODE, FREEZE, CREATE})
 
 
 @dataclass(eq=False)
@@ -122,7 +123,7 @@ class Loop:
     count: int | None = None  # `for _ in range(5)`: the literal count
     counted: bool = False  # `for _ in range(n)`: a fixed count per pass
     count_name: str | None = None  # `for _ in range(ROLLOUT)`: 'ROLLOUT'
-    branch_depth: int = 0
+    param_source: str | None = None  # `for p in model.fc.parameters()`: 'model.fc' 
 
 
 @dataclass(eq=False)
@@ -224,25 +225,27 @@ class Model:
         self.stepped: set[str] = set()  # receivers of X.step()
         self._backwarded: set[int] = set()
         self._keep_alive: list[Value] = []
-        self._expanded: dict[int, list[Event]] = {}
-        self._summaries: dict[int, FunctionSummary] = {}
+        self._expanded: dict[tuple[int, bool], list[Event]] = {}
+        self._summaries: dict[tuple[int, bool], FunctionSummary] = {}
         self._call_sites: dict[int, list[Event]] | None = None
         self.constructions: dict[tuple, cst.Call] = {}  # optimizer identity -> its construction
         self.evaluator = Evaluator(self)
         _Builder(self).build(module)
-        self._finish()
 
     # ------------------------------------------------------------------------- values
     def known(self, value: Value | None) -> Known:
         return self.evaluator.known(value)
 
-    def mark_backward(self, value: Value | None) -> None:
-        """`value.backward()`: it is a loss, and so is what it was computed from."""
+    def mark_backward(self, value: Value | None) -> bool:
+        """`value.backward()`: it is a loss, and so is what it was computed from. True when
+        that was not known yet."""
         stack = [value]
+        added = False
         while stack:
             current = stack.pop()
             if current is None or id(current) in self._backwarded:
                 continue
+            added = True
             self._backwarded.add(id(current))
             self._keep_alive.append(current)
             if isinstance(current, Bin) and current.op in ("add", "sub", "mul", "div"):
@@ -256,8 +259,13 @@ class Model:
                     stack.append(current.func.base)
                 elif current.func.attr == "scale" and current.args:
                     stack.append(current.args[0])  # scaler.scale(loss)
+                elif current.func.attr in ("stack", "cat") and current.args:
+                    stack.append(current.args[0])  # torch.stack(losses).mean()
+            elif isinstance(current, Call) and current.display in ("sum", "torch.sum", "torch.mean"):
+                stack.extend(current.args[:1])  # sum(losses)
             elif isinstance(current, Item):
                 stack.append(current.base)
+        return added
 
     def is_backwarded(self, value: Value) -> bool:
         return id(value) in self._backwarded or (
@@ -350,8 +358,8 @@ class Model:
             return None
         return self.project.class_attribute(cls.module, cls.name, attr)
 
-    def instance_attribute(self, cls: Ref, attr: str) -> Value | None:
-        return self.class_attribute(cls, attr)
+    def instance_attribute(self, cls: Ref | None, attr: str) -> Value | None:
+        return self.class_attribute(cls, attr) if isinstance(cls, Ref) else None
 
     def class_role(self, cls: Ref) -> str | None:
         """'optimizer' or 'loss_fn' for a project class built on a torch one, else None."""
@@ -386,8 +394,9 @@ class Model:
         return not other_framework or bool(self.imports & vocabulary.TORCH_ECOSYSTEM)
 
     # ------------------------------------------------------------------------- calls
-    def callee(self, call: Event) -> tuple[Scope | None, FunctionSummary | None]:
-        """The function a CALL event runs: a scope of this file, or a summary from another module."""
+    def callee(self, call: Event, local: bool = False) -> tuple[Scope | None, FunctionSummary | None]:
+        """The function a CALL event runs: a scope of this file, or a summary from another module
+        (not when `local`)."""
         known = self.known(call.value)
         method = None
         if known.kind == "object" and known.role in ("instance", "loss_fn") and isinstance(known.target, Ref):
@@ -405,8 +414,8 @@ class Model:
         ref = known.target
         if ref.module == self.file:
             scope = self._scope_of(ref.name)
-            return scope, (self.summary(scope) if scope is not None else None)
-        if self.project is None:
+            return scope, (self.summary(scope, local) if scope is not None else None)
+        if self.project is None or local:
             return None, None
         return None, self.project.function_summary(ref.module, ref.name)
 
@@ -445,36 +454,49 @@ class Model:
             return None
         return self.project.function_summary(ref.module, ref.name)
 
-    def summary(self, scope: Scope) -> FunctionSummary:
-        """What a function does to its parameters, `self` and the globals, and what it returns."""
+    def summary(self, scope: Scope, local: bool = False) -> FunctionSummary:
+        """What a function does to its parameters, `self` and the globals, and what it returns.
+        A `local` summary binds only the calls into this file (what other modules get: they bind
+        its calls into further modules themselves, when they need them)."""
         from looplint.static.summaries import summarize
 
-        found = self._summaries.get(id(scope))
+        key = (id(scope), local)
+        found = self._summaries.get(key)
         if found is None:
-            found = summarize(self, scope)
-            self._summaries[id(scope)] = found
+            found = summarize(self, scope, local)
+            self._summaries[key] = found
         return found
 
     def events(self, scope: Scope) -> list[Event]:
         """The scope's events with calls to project functions bound in (cached)."""
-        cached = self._expanded.get(id(scope))
+        return self._events(scope, local=False)
+
+    def local_events(self, scope: Scope) -> list[Event]:
+        """The same, with only the calls into this file bound."""
+        return self._events(scope, local=True)
+
+    def _events(self, scope: Scope, local: bool) -> list[Event]:
+        key = (id(scope), local)
+        cached = self._expanded.get(key)
         if cached is None:
-            self._expanded[id(scope)] = []  # a recursive call sees no events, not a loop
-            cached = list(self._expand(scope, (), 0))
-            self._expanded[id(scope)] = cached
+            self._expanded[key] = []  # a recursive call sees no events, not a loop
+            cached = list(self._expand(scope.events, (scope.key,), 0, local))
+            self._expanded[key] = cached
         return cached
 
-    def _expand(self, scope: Scope, stack: tuple[Scope, ...], depth: int) -> Iterator[Event]:
-        for event in scope.events:
-            if event.kind != CALL:
+    def _expand(self, events, stack: tuple[str, ...], depth: int, local: bool) -> Iterator[Event]:
+        for event in events:
+            if event.kind == BACKWARD and depth and self.mark_backward(event.value):
+                self.evaluator.memo.clear()  # a callee's backward made an argument a loss
+            if event.kind != CALL or event.data.get("bound") or depth >= INLINE_DEPTH:
                 yield event
                 continue
-            callee, summary = self.callee(event)
-            if summary is None or callee in stack or depth >= INLINE_DEPTH or (callee is scope):
+            callee, summary = self.callee(event, local)
+            if summary is None or summary.events is None or summary.key in stack:
                 yield event
                 continue
             yield event.but(data={**event.data, "bound": True})
-            yield from summary.bind_events(event, self)
+            yield from self._expand(summary.bind_events(event, self), (*stack, summary.key), depth + 1, local)
 
     def call_sites(self, scope: Scope) -> list[Event]:
         """The calls of this module that resolve to the scope (a helper or method)."""
@@ -573,13 +595,11 @@ class Model:
             return any(self.may_be(option, identity) for option in value.options)
         return False
 
-    def _finish(self) -> None:
+    def bind_all(self) -> None:
         """Bind every call once, so that what callees do to the arguments (a backward on a
         parameter) is known before any rule evaluates a value."""
         for scope in self.scopes:
-            for event in self.events(scope):
-                if event.kind == BACKWARD:
-                    self.mark_backward(event.value)
+            self.events(scope)
         self.evaluator.memo.clear()
 
 
@@ -670,6 +690,7 @@ class _Builder:
             f"the `for {_target_text(node.target)}` loop",
             "for",
             *_range_count(node.iter),
+            _parameters_of(node.iter),
         )
         inner = ctx.but(loops=ctx.loops + (loop,))
         before = dict(self.env)
@@ -762,8 +783,6 @@ class _Builder:
             self.bind(node.name.value, Ref("function", self.model.file, qualname), ctx, event=False)
         saved = (self.scope, self.env, self.bound_at)
         self.scope, self.env, self.bound_at = scope, {}, {}
-        scope.locals = _assigned_names(node.body)
-        scope.global_names = _declared_globals(node.body)
         params = node.params
         for param in (*params.posonly_params, *params.params, *params.kwonly_params):
             scope.params.append(param.name.value)
@@ -824,6 +843,9 @@ class _Builder:
                 self.emit(JUMP, "return", node, ctx)
         elif isinstance(node, (cst.Break, cst.Continue)):
             self.emit(JUMP, "break" if isinstance(node, cst.Break) else "continue", node, ctx)
+        elif isinstance(node, (cst.Global, cst.Nonlocal)):
+            assert self.scope is not None
+            self.scope.global_names.update(item.name.value for item in node.names)
 
     def import_from(self, node: cst.ImportFrom, ctx: _Context) -> None:
         module = names.dotted(node.module) if node.module is not None else ""
@@ -856,6 +878,7 @@ class _Builder:
             self.expr(node.target.slice[0].slice if node.target.slice else node.target, ctx)
         if target is None:
             return
+        self.declare(target)
         if isinstance(node.operator, cst.AddAssign):
             self.accumulate(target, node.value, term, node, ctx)
         elif isinstance(node.operator, (cst.DivideAssign, cst.FloorDivideAssign)):
@@ -882,11 +905,13 @@ class _Builder:
             if isinstance(target, cst.Subscript):
                 self.expr(target, ctx)
             return
+        self.declare(name)
         if name.endswith(".grad") and isinstance(source, cst.Name) and source.value == "None":
             self.emit(CLEAR, "*", node, ctx)
             return
-        if name.endswith(".requires_grad") and _is_false_literal(source):
-            self.emit(FREEZE, name.rsplit(".", 1)[0], node, ctx, value=self.lookup(name.rsplit(".", 1)[0]))
+        if name.endswith(".requires_grad"):
+            owner = name.rsplit(".", 1)[0]
+            self.emit(FREEZE, owner, node, ctx, value=self.lookup(owner), frozen=_is_false_literal(source))
         if name.endswith((".desc", ".postfix")):
             self.emit(LOG, name.rsplit(".", 1)[0], node, ctx)  # tqdm's bar.desc = "..."
         if (
@@ -965,7 +990,14 @@ class _Builder:
     def bind(self, name: str, value: Value, ctx: _Context, event: bool = True) -> None:
         self.rebind(name, value, ctx)
 
+    def declare(self, name: str) -> None:
+        """A plain name bound in a function is the function's own (unless declared global)."""
+        assert self.scope is not None
+        if "." not in name and "[" not in name and self.scope.parent is not None:
+            self.scope.locals.add(name)
+
     def rebind(self, name: str, value: Value, ctx: _Context) -> None:
+        self.declare(name)
         self.env[name] = value
         self.bound_at[name] = ctx.loops
         if name.startswith("self.") and self.scope is not None and self.scope.class_name is not None:
@@ -1137,9 +1169,19 @@ class _Builder:
             func_value = Attr(receiver_value if receiver_value is not None else Unknown(), method)
         else:
             func_value = self.expr(func, ctx)
+        value = Call(func_value, args, kwargs, self.site(node), ctx.no_grad, names.dotted(func))
         if names.is_optimizer_class(names.callee_name(node)):
             self.model.constructions[self.site(node)] = node
-        value = Call(func_value, args, kwargs, self.site(node), ctx.no_grad, names.dotted(func))
+            groups = _param_groups(node)
+            self.emit(
+                CREATE,
+                func_name,
+                node,
+                ctx,
+                value=value,
+                sources=frozenset(s for group in groups for s in group if s),
+                source_names=frozenset(names.dotted_names(node.args[0].value)) if node.args else frozenset(),
+            )
         positional = [a.value for a in node.args if a.keyword is None and not a.star]
         arg_names = [names.dotted(a.value) for a in node.args]
         callee_name = names.callee_name(node)
@@ -1164,7 +1206,21 @@ class _Builder:
                 loss = _first_name(func.value) if isinstance(func, cst.Attribute) else None
                 target = receiver_value
             self.model.mark_backward(target)
-            self.emit(BACKWARD, loss, node, ctx, engine=receiver if positional else None, value=target)
+            scaled = (
+                isinstance(func, cst.Attribute)
+                and isinstance(func.value, cst.Call)
+                and isinstance(func.value.func, cst.Attribute)
+                and func.value.func.attr.value == "scale"
+            )
+            self.emit(
+                BACKWARD,
+                loss,
+                node,
+                ctx,
+                engine=receiver if positional else None,
+                value=target,
+                scaler=names.dotted(func.value.func.value) if scaled else None,
+            )
         elif method == "zero_grad":
             if receiver is not None:
                 self.model.cleared.add(receiver)
@@ -1213,14 +1269,15 @@ class _Builder:
             groups = [_group_from_expr(positional[0])] if positional else []
             self.emit(PARAM_GROUPS, receiver, node, ctx, groups=groups, added=True, value=receiver_value)
         elif callee_name in ("clip_grad_norm_", "clip_grad_value_", "clip_grad_norm", "clip_grad_value"):
-            self.emit(CLIP, names.dotted(func), node, ctx, args=args)
+            self.emit(CLIP, names.dotted(func), node, ctx, args=args, value=func_value)
         elif method == "unscale_" and receiver is not None:
             self.emit(UNSCALE, receiver, node, ctx, value=args[0] if args else None)
         elif method in ("train", "eval") and receiver is not None:
             training = method == "train" and not (positional and _is_false_literal(positional[0]))
             self.emit(MODE, receiver, node, ctx, training=training, value=receiver_value)
-        elif method == "requires_grad_" and receiver is not None and positional and _is_false_literal(positional[0]):
-            self.emit(FREEZE, receiver, node, ctx, value=receiver_value)
+        elif method == "requires_grad_" and receiver is not None:
+            frozen = bool(positional) and _is_false_literal(positional[0])
+            self.emit(FREEZE, receiver, node, ctx, value=receiver_value, frozen=frozen)
         elif method == "append" and receiver is not None and args:
             self.emit(APPEND, receiver, node, ctx, value=args[0], var=self.var_key(receiver.replace("[]", "")))
         elif is_log:
@@ -1315,59 +1372,6 @@ def _literal_key(node: cst.Subscript) -> int | str | None:
 def _terms(value: cst.BaseExpression) -> list[cst.CSTNode]:
     """The nodes of an accumulated expression that are themselves values (for the fix)."""
     return [value]
-
-
-def _assigned_names(body: cst.BaseSuite) -> set[str]:
-    """Names a function binds anywhere in its body (not in nested functions or classes)."""
-    found: set[str] = set()
-    stack: list[cst.CSTNode] = [body]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, (cst.FunctionDef, cst.ClassDef)):
-            found.add(node.name.value)
-            continue
-        if isinstance(node, (cst.Lambda,)):
-            continue
-        if isinstance(node, cst.AssignTarget):
-            found.update(_target_names(node.target))
-        elif isinstance(node, (cst.AugAssign, cst.AnnAssign)):
-            found.update(_target_names(node.target))
-        elif isinstance(node, (cst.For, cst.CompFor)):
-            found.update(_target_names(node.target))
-        elif isinstance(node, cst.AsName):
-            found.update(_target_names(node.name))
-        elif isinstance(node, cst.NamedExpr):
-            found.update(_target_names(node.target))
-        elif isinstance(node, cst.ImportAlias):
-            if node.asname is not None:
-                found.update(_target_names(node.asname.name))
-            else:
-                found.add((names.dotted(node.name) or "").split(".")[0])
-        stack.extend(names.child_nodes(node))
-    return found
-
-
-def _target_names(target: cst.CSTNode) -> list[str]:
-    if isinstance(target, cst.Name):
-        return [target.value]
-    if isinstance(target, (cst.Tuple, cst.List)):
-        return [n for element in target.elements for n in _target_names(element.value)]
-    if isinstance(target, cst.StarredElement):
-        return _target_names(target.value)
-    return []
-
-
-def _declared_globals(body: cst.BaseSuite) -> set[str]:
-    found: set[str] = set()
-    stack: list[cst.CSTNode] = [body]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, (cst.FunctionDef, cst.ClassDef)):
-            continue
-        if isinstance(node, (cst.Global, cst.Nonlocal)):
-            found.update(item.name.value for item in node.names)
-        stack.extend(names.child_nodes(node))
-    return found
 
 
 def _is_abstract(function: cst.CSTNode) -> bool:
@@ -1530,4 +1534,15 @@ def _module_path(node: cst.CSTNode) -> str | None:
         base = _module_path(node.value)
         if base is not None and isinstance(index, (cst.Integer, cst.SimpleString)):
             return f"{base}[{index.value}]"
+    return None
+
+
+def _parameters_of(iterable: cst.BaseExpression) -> str | None:
+    """`model.fc.parameters()` / `model.named_parameters()` -> 'model.fc' / 'model'."""
+    if (
+        isinstance(iterable, cst.Call)
+        and isinstance(iterable.func, cst.Attribute)
+        and iterable.func.attr.value in ("parameters", "named_parameters")
+    ):
+        return _module_path(iterable.func.value)
     return None

@@ -7,9 +7,12 @@ external (and unknown, which never fires).
 
 A module's summary is what its importers can see of it: what each function and method does to
 its parameters and what it returns, its classes (bases, methods, the attributes their methods
-assign to `self`), and its module-level names. It is computed once per run and kept on disk,
-keyed by the module's bytes; it is rebuilt when a module it imports changes its summary, or an
-import of it now resolves elsewhere.
+assign to `self`), and its module-level names. Its calls into other modules stay calls, which
+the importer binds when it needs them (a few levels deep), so a summary depends on its module's
+text alone: it is computed at most once per run and kept on disk, keyed by the module's bytes,
+and rebuilt when one of its imports now resolves elsewhere. Summarizing a module never parses
+the modules it imports. An importer's cached findings record the digests of the summaries its
+analysis consulted, and are recomputed when one of them changes.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ if TYPE_CHECKING:
     from looplint.static.summaries import FunctionSummary
 
 SUMMARY_DIR = "summaries"
-_MODELS_KEPT = 16  # parsed modules kept in memory, so a module imported and then linted parses once
+_MODELS_KEPT = 48  # parsed modules kept in memory, so a module imported and then linted parses once
 _MAX_MODULE_BYTES = 2_000_000
 
 
@@ -261,17 +264,11 @@ class Project:
             source = data.decode("utf-8-sig")
         except UnicodeDecodeError:
             return None
-        used_before = set(self.used)
-        self.used = set()
-        try:
-            model = self.model(path, source)
-            if model is None:
-                return None
-            encoded = encode_module(model)
-            dependencies = {dep: self.summary_digest(dep) for dep in sorted(self.used - {path})}
-        finally:
-            self.used = used_before | {path}
-        self._write_cache(key, encoded, dependencies)
+        model = self.model(path, source)
+        if model is None:
+            return None
+        encoded = encode_module(model)
+        self._write_cache(key, encoded)
         return _decode_module(encoded, self)
 
     def _cache_key(self, path: str, data: bytes) -> str:
@@ -292,8 +289,8 @@ class Project:
             return None
 
     def _valid_entry(self, key: str) -> dict[str, Any] | None:
-        """A cached summary whose imports still resolve where they did, and whose dependencies
-        still have the summaries it was built with."""
+        """A cached summary whose imports still resolve where they did. (A summary depends on
+        its module's text alone: calls into other modules stay calls, bound by the importer.)"""
         if self.cache_dir is None:
             return None
         try:
@@ -302,21 +299,18 @@ class Project:
             for (directory, module, level), expected in entry["imports"]:
                 if self.find_module(os.path.join(directory, "_"), module, level) != expected:
                     return None
-            for dependency, digest in entry["dependencies"].items():
-                if self.summary_digest(dependency) != digest:
-                    return None
             if not isinstance(entry["summary"]["digest"], str):
                 return None
             return entry
         except (OSError, ValueError, KeyError, TypeError, IndexError):
             return None
 
-    def _write_cache(self, key: str, encoded: dict[str, Any], dependencies: dict[str, str]) -> None:
+    def _write_cache(self, key: str, encoded: dict[str, Any]) -> None:
         if self.cache_dir is None:
             return
         directory = os.path.dirname(os.path.abspath(encoded["path"]))
         imports = [[list(spec), found] for spec, found in self._found.items() if spec[0] == directory]
-        entry = {"summary": encoded, "dependencies": dependencies, "imports": imports}
+        entry = {"summary": encoded, "imports": imports}
         try:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             descriptor, temporary = tempfile.mkstemp(dir=self.cache_dir, suffix=".tmp")
@@ -339,7 +333,7 @@ def encode_module(model: Model) -> dict[str, Any]:
         if scope.parent is None or "<locals>" in scope.key:
             continue
         qualname = scope.key.split("::", 1)[1]
-        summary.functions[qualname] = model.summary(scope)
+        summary.functions[qualname] = model.summary(scope, local=True)
     for name in model.classes:
         attrs: dict[str, Value] = {}
         for attr, bindings in model.self_bindings.items():
@@ -472,7 +466,7 @@ def _encode_module(summary: ModuleSummary, model: Model | None = None) -> dict[s
             "params": function.params,
             "is_method": function.is_method,
             "label": function.label,
-            "events": [encoder.event(event) for event in function.events],
+            "events": None if function.events is None else [encoder.event(event) for event in function.events],
             "returns": encoder.value(function.returns),
         }
     classes = {
@@ -483,7 +477,12 @@ def _encode_module(summary: ModuleSummary, model: Model | None = None) -> dict[s
         }
         for name, info in summary.classes.items()
     }
-    exports = {name: encoder.value(value) for name, value in summary.exports.items()}
+    # Module-level names an importer can use: functions, classes, modules and built objects.
+    exports = {
+        name: encoder.value(value)
+        for name, value in summary.exports.items()
+        if not isinstance(value, (Lit, Unknown, Tup, Bin))
+    }
     loops = [
         {
             "targets": list(loop.targets),
@@ -492,6 +491,7 @@ def _encode_module(summary: ModuleSummary, model: Model | None = None) -> dict[s
             "count": loop.count,
             "counted": loop.counted,
             "count_name": loop.count_name,
+            "param_source": loop.param_source,
         }
         for loop in encoder.loops
     ]
@@ -612,6 +612,7 @@ def _decode_module(data: dict[str, Any], project: Project | None) -> ModuleSumma
             loop["count"],
             loop["counted"],
             loop["count_name"],
+            loop.get("param_source"),
         )
         for loop in data["loops"]
     ]
@@ -622,7 +623,9 @@ def _decode_module(data: dict[str, Any], project: Project | None) -> ModuleSumma
             key=function["key"],
             params=function["params"],
             is_method=function["is_method"],
-            events=[decoder.event(event, function["label"]) for event in function["events"]],
+            events=None
+            if function["events"] is None
+            else [decoder.event(event, function["label"]) for event in function["events"]],
             returns=decoder.value(function["returns"]),
             foreign=True,
             label=function["label"],

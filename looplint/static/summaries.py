@@ -34,9 +34,24 @@ if TYPE_CHECKING:
     from looplint.static.model import Event, Model, Scope
 
 _KEPT = frozenset(
-    {"backward", "clear", "step", "write", "close", "log", "call", "clip", "unscale", "mode", "freeze", "periodic"}
+    {
+        "backward",
+        "clear",
+        "step",
+        "write",
+        "close",
+        "log",
+        "call",
+        "clip",
+        "unscale",
+        "mode",
+        "freeze",
+        "periodic",
+        "create",
+    }
 )
 _VARIABLE_EVENTS = frozenset({"assign", "accumulate", "divide", "append"})
+MAX_EVENTS = 300
 
 
 @dataclass(eq=False)
@@ -44,7 +59,7 @@ class FunctionSummary:
     key: str  # 'path::qualname'
     params: list[str]
     is_method: bool
-    events: list[Event] = field(default_factory=list)
+    events: list[Event] | None = field(default_factory=list)  # None: too large to follow
     returns: Value | None = None
     foreign: bool = False  # from another module: its events have no node in the caller's file
     label: str = ""  # `train_one_epoch()` as messages name it
@@ -75,7 +90,7 @@ class FunctionSummary:
         bindings = self.bindings(call_value, skip_self=call.data.get("skip_self", False))
         arguments = _argument_nodes(call.node, self)
         memo: dict = {}
-        for inner in self.events:
+        for inner in self.events or ():
             value = self.bind_value(inner.value, bindings, memo)
             node, statement, name, var = inner.node, inner.statement, inner.name, inner.var
             param = _param_of(inner.value, self.key) if inner.value is not None else None
@@ -112,9 +127,13 @@ class FunctionSummary:
             )
 
 
-def summarize(model: Model, scope: Scope) -> FunctionSummary:
-    """The summary of one function or method of the model's file."""
-    events = [event for event in model.events(scope) if _observable(event, scope)]
+def summarize(model: Model, scope: Scope, local: bool = False) -> FunctionSummary:
+    """The summary of one function or method of the model's file (`local`: with only its calls
+    into the same file bound)."""
+    source = model.local_events(scope) if local else model.events(scope)
+    events: list[Event] | None = [event for event in source if _observable(model, event, scope)]
+    if events is not None and len(events) > MAX_EVENTS:
+        events = None  # a function this large is not a training helper's step: its calls stay unknown
     returns = None
     for value in scope.returns:
         returns = value if returns is None else join(returns, value)
@@ -129,8 +148,16 @@ def summarize(model: Model, scope: Scope) -> FunctionSummary:
     )
 
 
-def _observable(event: Event, scope: Scope) -> bool:
-    """Can a caller see this event? Its locals (variables and jumps) are the function's own."""
+def _observable(model: Model, event: Event, scope: Scope) -> bool:
+    """Can a caller see this event? Its locals (variables and jumps) are the function's own; a
+    call is kept only when it may reach the caller's objects or other project code."""
+    if event.kind == "call":
+        if event.data.get("bound"):
+            return False  # what it did is in the summary already
+        call = event.data.get("call")
+        return _reaches_out(model, event.value) or any(
+            _reaches_out(model, argument, functions=False) for argument in (call.args if call else ())
+        )
     if event.kind in _KEPT:
         return True
     var = event.var
@@ -248,3 +275,26 @@ def _rebuild(value: Value, key: str, bindings: dict[str, Value], memo: dict) -> 
         iterable = sub(value.iterable)
         return value if iterable is value.iterable else Elem(iterable, value.origin)
     return value
+
+
+def _reaches_out(model: Model, value: Value | None, functions: bool = True, depth: int = 0) -> bool:
+    """Does the value involve a parameter, `self`, or (`functions`) a function of the project?"""
+    from looplint.static.values import Name, Ref, SelfAttr
+
+    if value is None or depth > 12:
+        return False
+    if isinstance(value, (Param, SelfAttr)):
+        return True
+    if isinstance(value, Ref):
+        return functions
+    if isinstance(value, Name):
+        return functions and isinstance(model.resolve_name(value), (Ref, Attr))
+    if isinstance(value, (Attr, Item)):
+        return _reaches_out(model, value.base, functions, depth + 1)
+    if isinstance(value, Call):
+        return _reaches_out(model, value.func, functions, depth + 1)
+    if isinstance(value, Bin):
+        return _reaches_out(model, value.left, functions, depth + 1) or _reaches_out(
+            model, value.right, functions, depth + 1
+        )
+    return False

@@ -592,8 +592,13 @@ def meet(options: list[Known]) -> Known:
     kinds = {option.kind for option in options}
     roles = {option.role for option in options}
     origins = {option.origin for option in options}
+    targets = {id(option.target) for option in options}
+    kind = kinds.pop() if len(kinds) == 1 else "unknown"
+    if kind in ("external", "function", "class", "module", "tuple") and len(targets) > 1:
+        kind = "unknown"  # one of several functions: which one is not known
     return Known(
-        kinds.pop() if len(kinds) == 1 else "unknown",
+        kind,
+        target=first.target if kind in ("external", "function", "class", "module") else None,
         role=roles.pop() if len(roles) == 1 else None,
         loss=all(option.loss for option in options),
         attached=all(option.attached for option in options),

@@ -1,4 +1,5 @@
-"""LL101 missing-zero-grad, LL102 zero-grad-between-backward-and-step."""
+"""LL101 missing-zero-grad, LL102 zero-grad-between-backward-and-step, LL103 clip-before-backward,
+LL104 clip-without-unscale."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from collections.abc import Iterator
 
 from looplint.findings import Fix
 from looplint.static import fixes, names
-from looplint.static.model import BACKWARD, CALL, CLEAR, STEP, Event, Loop, Model
+from looplint.static.model import BACKWARD, CALL, CLEAR, CLIP, STEP, UNSCALE, Event, Loop, Model
+from looplint.static.values import Attr
 from looplint.static.rules import Hit, elsewhere, loop_label
 
 
@@ -250,3 +252,129 @@ def _move_clear(
         return None
     edits = fixes.move_before(source, clear.statement, first.statement)
     return Fix("Move the gradient clearing before the backward pass", edits) if edits else None
+
+
+def clip_before_backward(model: Model) -> Iterator[Hit]:
+    for scope in model.scopes:
+        events = model.events(scope)
+        for index, clip in enumerate(events):
+            if clip.kind != CLIP or _backward_before(model, events, index):
+                continue
+            step = _step_after_backward(model, events, index)
+            if step is None:
+                continue
+            yield Hit(
+                "LL103",
+                clip.node,
+                f"`{_clip_name(clip)}()`{elsewhere(clip)} runs before `backward()`: it clips the "
+                "gradients that are already there (cleared, or the last step's), and the gradients "
+                f"`{step.name}.step()` then applies are never clipped; clip after the backward pass, "
+                "right before the step",
+                fix=None
+                if clip.foreign or step.foreign
+                else lambda source, c=clip, s=step: _move_before_step(model, source, c, s),
+            )
+
+
+def clip_without_unscale(model: Model) -> Iterator[Hit]:
+    for scope in model.scopes:
+        events = model.events(scope)
+        for index, clip in enumerate(events):
+            if clip.kind != CLIP or _clips_itself(model, clip):
+                continue
+            backward = _backward_before(model, events, index)
+            if backward is None or not backward.data.get("scaler"):
+                continue
+            start = events.index(backward)
+            if any(e.kind == UNSCALE and not e.exclusive_with(clip) for e in events[start:index]):
+                continue
+            scaler = backward.data["scaler"]
+            step = _step_after(model, events, index)
+            optimizer = step.name if step is not None else "optimizer"
+            yield Hit(
+                "LL104",
+                clip.node,
+                f"`{_clip_name(clip)}()`{elsewhere(clip)} runs on gradients that `{scaler}` has "
+                "multiplied by the loss scale (65536 at the start): the threshold means nothing, so "
+                "it clips everything or nothing; call "
+                f"`{scaler}.unscale_({optimizer})` before clipping",
+                fix=None
+                if clip.foreign
+                else lambda source, c=clip, sc=scaler, o=optimizer: _insert_unscale(model, source, c, sc, o),
+            )
+
+
+def _clip_name(clip: Event) -> str:
+    return (clip.name or "clip_grad_norm_").rsplit(".", 1)[-1]
+
+
+def _clips_itself(model: Model, clip: Event) -> bool:
+    """`accelerator.clip_grad_norm_(...)` unscales first on its own."""
+    if not isinstance(clip.value, Attr):
+        return False
+    base = clip.value.base
+    receiver = (clip.name or "").rsplit(".", 1)[0]
+    return model.role(base, receiver) == "engine" or receiver in model.engines or "accelerator" in receiver
+
+
+def _backward_before(model: Model, events: list[Event], index: int) -> Event | None:
+    """The backward pass of this iteration that ran before the event, if any."""
+    event = events[index]
+    loop = event.loops[-1] if event.loops else None
+    for earlier in reversed(events[:index]):
+        if loop is not None and not earlier.in_loop(loop):
+            return None
+        if earlier.exclusive_with(event):
+            continue
+        if earlier.kind == BACKWARD:
+            return earlier
+        if (earlier.kind == STEP and model.role(earlier) == "optimizer") or earlier.kind == CLEAR:
+            return None
+    return None
+
+
+def _step_after(model: Model, events: list[Event], index: int) -> Event | None:
+    event = events[index]
+    for later in events[index + 1 :]:
+        if later.kind == STEP and model.role(later) == "optimizer" and not later.exclusive_with(event):
+            return later
+    return None
+
+
+def _step_after_backward(model: Model, events: list[Event], index: int) -> Event | None:
+    """The optimizer step that follows a backward pass run after the event (wrapping around the
+    event's loop: a clip at the end of the body clips before the next iteration's backward)."""
+    event = events[index]
+    loop = event.loops[-1] if event.loops else None
+    following = events[index + 1 :]
+    if loop is not None:
+        following = [e for e in following if e.in_loop(loop)] + [e for e in events[:index] if e.in_loop(loop)]
+    backward_seen = False
+    for later in following:
+        if later.exclusive_with(event):
+            continue
+        if later.kind == BACKWARD:
+            backward_seen = True
+        elif later.kind == STEP and model.role(later) == "optimizer":
+            return later if backward_seen else None
+    return None
+
+
+def _move_before_step(model: Model, source: fixes.Source, clip: Event, step: Event) -> Fix | None:
+    if not fixes.sole_statement(clip.statement, clip.node) or step.statement is None:
+        return None
+    if model.block_of.get(clip.statement, (None,))[0] is not model.block_of.get(step.statement, (0,))[0]:
+        return None
+    edits = fixes.move_before(source, clip.statement, step.statement)
+    return Fix("Clip after the backward pass, right before the step", edits) if edits else None
+
+
+def _insert_unscale(model: Model, source: fixes.Source, clip: Event, scaler: str, optimizer: str) -> Fix | None:
+    if not fixes.sole_statement(clip.statement, clip.node):
+        return None
+    indent = source.indent(clip.statement)
+    if indent is None:
+        return None
+    start, _ = source.lines(clip.statement)
+    line = f"{scaler}.unscale_({optimizer})"
+    return Fix(f"Insert `{line}` before clipping", (fixes.Edit(start, start, fixes.line_with_newline(source, line, indent)),))
