@@ -54,7 +54,7 @@ EMACS_CHECK = """\
 
 
 def snippet(language: str, contains: str) -> str:
-    blocks = [b for b in re.findall(rf"```{language}\n(.*?)```", README, re.S) if contains in b]
+    blocks = [b for b in re.findall(rf"```{language}\n(.*?)```", README, re.DOTALL) if contains in b]
     assert len(blocks) == 1, f"one {language} block with {contains!r} in the README"
     return blocks[0]
 

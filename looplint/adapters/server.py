@@ -1,9 +1,11 @@
 """`looplint server`: the language server (stdio) for editors, built on pygls.
 
 Diagnostics come from the engine's `lint_text`, with the configuration and `# noqa` of a
-command-line run over the same file. Each change schedules one lint of the changed document
-after a short pause; a newer change cancels the one still waiting and makes the result of one
-already running stale (it is dropped, never published). Saving any file re-lints every open
+command-line run over the same file. Changes are debounced per document: an edit after a quiet
+moment is linted at once, while edits that follow each other closely (typing, a paste sent in
+pieces, an undo of many steps) wait for a short pause and cost one lint. A newer change cancels
+the lint still waiting and makes the result of one already running stale (it is dropped, never
+published): at most one lint runs and one waits. Saving any file re-lints every open
 document, since a finding may depend on other modules of the project. Notebooks arrive as notebook
 documents, their code cells linted as one program like `looplint notebook.ipynb`.
 """
@@ -15,6 +17,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -28,9 +31,10 @@ if TYPE_CHECKING:
     from lsprotocol import types
     from pygls.lsp.server import LanguageServer
 
-# A pause shorter than a keystroke interval: a burst of changes (paste, multi-cursor edits, an
-# undo of many steps) costs one lint, and a single edit is still linted at once.
+# Changes closer together than this are one burst, linted once after it ends.
 DEBOUNCE_SECONDS = 0.05
+# Even the first change of a burst waits this long: messages already on their way join it.
+COALESCE_SECONDS = 0.005
 FIX_ALL_KIND = "source.fixAll.looplint"
 NOTEBOOK_SUFFIX = ".ipynb"
 
@@ -91,6 +95,8 @@ class Unit:
     generation: int = 0
     result: Result | None = None
     waiting: asyncio.Task | None = None
+    last_change: float = float("-inf")  # time.monotonic() of the last change
+    running: bool = False
     published: set[str] = field(default_factory=set)
 
 
@@ -122,7 +128,7 @@ def create_server() -> LanguageServer:
 
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def did_open(params: types.DidOpenTextDocumentParams) -> None:
-        looplint.changed(params.text_document.uri, delay=0)
+        looplint.changed(params.text_document.uri)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def did_change(params: types.DidChangeTextDocumentParams) -> None:
@@ -138,7 +144,7 @@ def create_server() -> LanguageServer:
 
     @server.feature(types.NOTEBOOK_DOCUMENT_DID_OPEN)
     def notebook_open(params: types.DidOpenNotebookDocumentParams) -> None:
-        looplint.changed(params.notebook_document.uri, notebook=True, delay=0)
+        looplint.changed(params.notebook_document.uri, notebook=True)
 
     @server.feature(types.NOTEBOOK_DOCUMENT_DID_CHANGE)
     def notebook_change(params: types.DidChangeNotebookDocumentParams) -> None:
@@ -193,12 +199,15 @@ class LoopLint:
 
     # -- scheduling --------------------------------------------------------------------------
 
-    def changed(self, uri: str, *, notebook: bool = False, delay: float = DEBOUNCE_SECONDS) -> None:
+    def changed(self, uri: str, *, notebook: bool = False) -> None:
         unit = self._unit_for(uri, notebook=notebook, create=True)
         if unit is None:
             return
         unit.generation += 1
-        self._schedule(unit, delay)
+        now = time.monotonic()
+        in_burst = unit.running or now - unit.last_change < DEBOUNCE_SECONDS
+        unit.last_change = now
+        self._schedule(unit, DEBOUNCE_SECONDS if in_burst else COALESCE_SECONDS)
 
     def everything_changed(self) -> None:
         for unit in self.units.values():
@@ -232,7 +241,11 @@ class LoopLint:
         if snapshot is None:
             return None
         loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(self.executor, self._lint, unit, snapshot)
+        unit.running = True
+        try:
+            result = await loop.run_in_executor(self.executor, self._lint, unit, snapshot)
+        finally:
+            unit.running = False
         if result is None or unit.generation != snapshot.generation or self.units.get(unit.uri) is not unit:
             return None  # superseded while it waited or ran: a newer lint is scheduled
         unit.result = result
