@@ -67,3 +67,34 @@ def test_rule_pages_fence_their_code():
     page = rule_markdown("LL101")
     assert page is not None and page.count("```python") == 2
     assert rule_markdown("LL999") is None
+
+
+def test_server_without_its_extra_says_how_to_install_it():
+    import subprocess
+    import sys
+
+    # pygls made unimportable, as in an installation without the `server` extra.
+    code = (
+        "import sys; sys.modules['pygls'] = None; sys.modules['lsprotocol'] = None\n"
+        "from looplint.adapters.cli import main; sys.exit(main(['server']))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("looplint: error: 'looplint server' needs the server extra")
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_importing_looplint_loads_no_adapter_dependency():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, looplint, looplint.adapters.cli\n"
+        "print(sorted(m for m in ('pygls', 'lsprotocol', 'IPython', 'flake8') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.stdout.strip() == "[]"
