@@ -13,8 +13,6 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("pygls", reason="needs the server extra")
-
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 FIXTURE = ROOT / "fixtures" / "static" / "ll101_missing.py"
