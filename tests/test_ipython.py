@@ -79,6 +79,7 @@ def errors(cell) -> list[str]:
     return [output.ename for output in cell.outputs if output.output_type == "error"]
 
 
+@pytest.mark.slow
 def test_cells_are_checked_before_they_run(tmp_path):
     cells = run_notebook(
         tmp_path,
@@ -118,6 +119,7 @@ def test_cells_are_checked_before_they_run(tmp_path):
     assert any("after" in output.get("text", "") for output in after.outputs)
 
 
+@pytest.mark.slow
 def test_watch_shows_the_runtime_report_under_training_cells(tmp_path):
     cells = run_notebook(
         tmp_path,
@@ -143,6 +145,7 @@ def test_watch_shows_the_runtime_report_under_training_cells(tmp_path):
     assert "text/html" in report.data
 
 
+@pytest.mark.slow
 def test_context_of_earlier_cells(tmp_path):
     cells = run_notebook(
         tmp_path,
