@@ -14,6 +14,7 @@ import textwrap
 import tokenize
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 from looplint.engine.config import Config
@@ -284,6 +285,7 @@ def _prose(text: str) -> str:
     return "\n".join(out).strip("\n")
 
 
+@cache
 def rule_page_uri(code: str) -> str | None:
     """A `file:` URI of the rule page written as markdown into looplint's cache directory (so a
     diagnostic's code can link to it); None when it cannot be written."""

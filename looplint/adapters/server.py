@@ -97,6 +97,7 @@ class Unit:
     waiting: asyncio.Task | None = None
     last_change: float = float("-inf")  # time.monotonic() of the last change
     running: bool = False
+    inflight: tuple[int, asyncio.Future] | None = None  # (generation, the lint of it)
     published: set[str] = field(default_factory=set)
 
 
@@ -234,12 +235,19 @@ class LoopLint:
         await self.current(unit)
 
     async def current(self, unit: Unit) -> Result | None:
-        """The unit's findings for its current content, linting it now if they are stale."""
+        """The unit's findings for its current content, linting it now if they are stale (a
+        request arriving while that lint runs waits for it instead of starting another)."""
         if unit.result is not None and unit.result.snapshot.generation == unit.generation:
             return unit.result
-        snapshot = self._snapshot(unit)
-        if snapshot is None:
-            return None
+        if unit.inflight is None or unit.inflight[0] != unit.generation:
+            snapshot = self._snapshot(unit)
+            if snapshot is None:
+                return None
+            unit.inflight = (unit.generation, asyncio.ensure_future(self._run(unit, snapshot)))
+        # Shielded: cancelling a superseded wait must not cancel a lint someone else awaits.
+        return await asyncio.shield(unit.inflight[1])
+
+    async def _run(self, unit: Unit, snapshot: Snapshot) -> Result | None:
         loop = asyncio.get_running_loop()
         unit.running = True
         try:
