@@ -13,6 +13,20 @@ __version__ = "0.1.0"
 __all__ = ["Edit", "Finding", "Fix", "__version__", "lint_source", "lr_find", "watch"]
 
 
+def load_ipython_extension(ipython: Any) -> None:
+    """`%load_ext looplint`: check each notebook cell before it runs (see looplint.adapters.ipython)."""
+    from looplint.adapters.ipython import load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """`%unload_ext looplint`: stop checking cells."""
+    from looplint.adapters.ipython import unload
+
+    unload(ipython)
+
+
 def lint_source(source: str, path: str = "<stdin>") -> list[Finding]:
     """Statically analyze one file's text; returns findings before noqa/config filtering."""
     from looplint.static import analyze_source

@@ -32,6 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _rule_command(argv[1:])
         if argv[:1] == ["run"]:
             return _run_command(argv[1:])
+        if argv[:1] == ["server"]:
+            return looplint.adapters.server_main(argv[1:])
         return _lint_command(argv)
     except BrokenPipeError:
         # `looplint ... | head`: the reader left; stop quietly.

@@ -129,6 +129,38 @@ def lint_bytes(
     return sorted((finding for finding in findings if config.is_enabled(finding.code, path)), key=sort_key)
 
 
+def lint_text(
+    text: str, path: str | Path, config: Config | None = None, project: Project | None = None
+) -> list[Finding]:
+    """Findings for text held in memory (an editor's unsaved buffer, a notebook cell) as if it
+    were the content of the file `path`: the same analysis, `# noqa` and configuration as a run
+    over that file on disk. `path` should be the document's real path, so that the configuration
+    and the project around it are found; the file itself is not read. A path ending in `.ipynb`
+    takes the notebook's JSON text.
+    """
+    path = str(path)
+    if config is None:
+        config = load_config(path)
+    return lint_bytes(_encode(text, path), path, config, project)
+
+
+def _encode(text: str, path: str) -> bytes:
+    """The bytes that saving `text` would write: in the encoding its coding cookie declares."""
+    data = text.encode("utf-8", "surrogatepass")
+    if path.endswith(NOTEBOOK_SUFFIX):
+        return data
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+    except SyntaxError:
+        return data  # an unknown or malformed cookie: decoding reports it as LL000
+    if encoding in ("utf-8", "utf-8-sig"):
+        return data
+    try:
+        return text.encode(encoding)
+    except (LookupError, UnicodeEncodeError):
+        return data  # decoding these bytes with the declared codec reports where it fails
+
+
 def _lint_notebook(data: bytes, path: str, project: Project) -> list[Finding]:
     try:
         from looplint.engine.notebook import NotebookError, notebook_source
