@@ -85,6 +85,119 @@ RULES: tuple[RuleInfo, ...] = (
         origin="both",
     ),
     RuleInfo(
+        code="LL103",
+        name="clip-before-backward",
+        summary="Gradients are clipped before the backward pass whose gradients the step applies.",
+        what="""
+            Finds `torch.nn.utils.clip_grad_norm_` / `clip_grad_value_` (or a project helper that
+            calls them) placed before the backward pass of its step: after `zero_grad()`, or at
+            the end of the loop body where the next iteration's backward comes before the next
+            step. A clip inside an LBFGS closure after its backward is fine.
+        """,
+        why="""
+            Clipping acts on the gradients present at that moment: zeros just after the clear, or
+            the previous step's. The backward that follows adds fresh, unclipped gradients, and
+            the step applies them: exploding gradients are never tamed, and nothing errors.
+        """,
+        example="""
+            optimizer.zero_grad()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            loss = criterion(model(x), y)
+            loss.backward()
+            optimizer.step()
+        """,
+        fix="""
+            Clip between the backward pass and the step (with a GradScaler, after
+            `scaler.unscale_(optimizer)`):
+
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+
+            The autofix moves the clip right before the step when both sit in one block. At run
+            time, `looplint run` confirms it: the clip ran while no backward pass of that step had.
+        """,
+        fixable="safe",
+        origin="both",
+    ),
+    RuleInfo(
+        code="LL104",
+        name="clip-without-unscale",
+        summary="Gradients are clipped under a GradScaler without unscaling them first.",
+        what="""
+            Finds a gradient clip between `scaler.scale(loss).backward()` and `scaler.step(optimizer)`
+            with no `scaler.unscale_(optimizer)` before it. `accelerator.clip_grad_norm_` unscales
+            on its own and is not reported.
+        """,
+        why="""
+            Under a GradScaler the gradients are multiplied by the loss scale (65536 at the start,
+            then adapted). A threshold of 1.0 applied to them clips almost every step to a tiny
+            update, or, as the scale changes, clips nothing: training silently slows down or stays
+            unprotected.
+        """,
+        example="""
+            scaler.scale(loss).backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            scaler.step(optimizer)
+            scaler.update()
+        """,
+        fix="""
+            Unscale first:
+
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                scaler.step(optimizer)
+                scaler.update()
+
+            The autofix inserts the `unscale_` line. `looplint run` confirms it at run time.
+        """,
+        fixable="safe",
+        origin="both",
+    ),
+    RuleInfo(
+        code="LL105",
+        name="backward-in-eval-mode",
+        summary="A model is switched to eval mode inside the training loop and never back to train mode.",
+        what="""
+            Finds `model.eval()` (or `model.train(False)`) inside a loop that also trains that model
+            (its parameters are the optimizer's, or it computes the loss being differentiated), with
+            no `model.train()` anywhere in that loop, including in the helpers the loop calls. A
+            frozen teacher kept in eval mode, whose output is computed under `torch.no_grad()`, is
+            not reported.
+        """,
+        why="""
+            The usual shape is a validation pass at the end of each epoch. From the second epoch
+            on, every training step runs with dropout disabled and BatchNorm using (and no longer
+            updating) its running statistics: the model trains differently from the first epoch,
+            regularization is gone, and nothing errors.
+        """,
+        example="""
+            model.train()
+            for epoch in range(20):
+                for x, y in train_loader:
+                    ...
+                    loss.backward()
+                    optimizer.step()
+                model.eval()
+                validate(model)
+        """,
+        fix="""
+            Switch to train mode at the start of each epoch (or right after validating):
+
+                for epoch in range(20):
+                    model.train()
+                    for x, y in train_loader:
+                        ...
+                    model.eval()
+                    validate(model)
+
+            `looplint run` confirms it: a backward pass ran while a module with dropout or batch
+            norm was in eval mode.
+        """,
+        origin="both",
+    ),
+    RuleInfo(
         code="LL201",
         name="accumulator-reset-misplaced",
         summary="A loss accumulator is reset at the wrong loop level.",
@@ -197,6 +310,35 @@ RULES: tuple[RuleInfo, ...] = (
                     writer.add_scalar("step_loss", loss.item(), steps)
         """,
         fix="Move the check into the loop that advances the counter.",
+    ),
+    RuleInfo(
+        code="LL205",
+        name="loss-tensors-collected",
+        summary="Loss tensors that require grad are kept in a list across iterations.",
+        what="""
+            Finds `losses.append(loss)` inside a loop, into a list created outside that loop, where
+            the appended loss is still on the autograd graph (no `.item()`, `.detach()`, not under
+            `no_grad`). A list of loss terms that is summed and differentiated is fine.
+        """,
+        why="""
+            Each appended tensor keeps its whole graph and saved activations alive. The list grows
+            by one graph per batch, and so does memory, until the process runs out of it; the
+            values are usually only meant for a mean printed at the end of the epoch.
+        """,
+        example="""
+            losses = []
+            for x, y in loader:
+                loss = criterion(model(x), y)
+                loss.backward()
+                optimizer.step()
+                losses.append(loss)
+            print(sum(losses) / len(losses))
+        """,
+        fix="""
+            Keep numbers or detached tensors: `losses.append(loss.item())`, or
+            `losses.append(loss.detach())` (the autofix) to avoid a device sync per step.
+        """,
+        fixable="safe",
     ),
     RuleInfo(
         code="LL301",
@@ -345,5 +487,87 @@ RULES: tuple[RuleInfo, ...] = (
                     train_one_epoch()
                     scheduler.step()
         """,
+    ),
+    RuleInfo(
+        code="LL404",
+        name="optimizer-created-per-step",
+        summary="An optimizer is built inside the training loop or the step function.",
+        what="""
+            Finds an optimizer constructed in the same loop iteration that steps it, directly or in
+            a step function the loop calls (`def update(x, y): opt = optim.Adam(model.parameters())`),
+            for parameters that are not themselves made anew each iteration (optimizing a fresh
+            tensor per sample, as in style transfer or test-time optimization, is fine).
+        """,
+        why="""
+            The optimizer's state is created with it: SGD's momentum buffers, Adam's first and
+            second moment estimates and its step count. Rebuilt every step, Adam takes its
+            bias-corrected first step every time (an update of about `lr` in every coordinate,
+            whatever the gradient's size), momentum never builds up, and LR schedulers attached
+            to the old object stop acting. Training runs and the loss moves, just badly.
+        """,
+        example="""
+            def update(x, y, lr):
+                opt = optim.Adam(model.parameters(), lr)
+                opt.zero_grad()
+                loss = criterion(model(x), y)
+                loss.backward()
+                opt.step()
+
+            for x, y in loader:
+                update(x, y, 1e-3)
+        """,
+        fix="""
+            Build the optimizer once, before the loop, and pass it in:
+
+                opt = optim.Adam(model.parameters(), lr=1e-3)
+
+                def update(x, y):
+                    opt.zero_grad()
+                    ...
+
+            There is no autofix: hoisting a construction out of a loop or a function changes which
+            values its arguments see, and may need a new parameter; it is a decision to make by
+            hand. `looplint run` confirms it: a new optimizer object for the same parameters at
+            each step.
+        """,
+        origin="both",
+    ),
+    RuleInfo(
+        code="LL405",
+        name="optimizer-parameters-frozen",
+        summary="Every parameter an optimizer updates was frozen, so its steps change nothing.",
+        what="""
+            Finds an optimizer step where everything the optimizer was built from was set to
+            `requires_grad = False` before it (`for p in model.parameters(): p.requires_grad =
+            False`, `model.requires_grad_(False)`) and never unfrozen. Fine-tuning that freezes a
+            backbone and gives the optimizer only the head, or unfreezes the head after freezing
+            everything, is not reported.
+        """,
+        why="""
+            Frozen parameters receive no gradient, and an optimizer skips parameters without one:
+            every `step()` does nothing. The loss prints, the loop runs, and the weights never
+            change. The usual cause is freezing the whole model (the new head included) after
+            building the optimizer, meaning to freeze only the backbone.
+        """,
+        example="""
+            model.fc = torch.nn.Linear(512, 10)
+            optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+            for param in model.parameters():
+                param.requires_grad = False
+        """,
+        fix="""
+            Freeze the backbone only, or unfreeze what should train, and give the optimizer the
+            trainable parameters:
+
+                for param in model.parameters():
+                    param.requires_grad = False
+                for param in model.fc.parameters():
+                    param.requires_grad = True
+                optimizer = torch.optim.SGD(model.fc.parameters(), lr=0.01)
+
+            `looplint run` confirms it: no parameter of the optimizer received a gradient at any of
+            its steps.
+        """,
+        origin="both",
     ),
 )

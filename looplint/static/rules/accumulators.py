@@ -1,4 +1,5 @@
-"""LL201 accumulator-reset-misplaced, LL202 unaveraged-loss-logged, LL203 loss-tensor-accumulated.
+"""LL201 accumulator-reset-misplaced, LL202 unaveraged-loss-logged, LL203 loss-tensor-accumulated,
+LL205 loss-tensors-collected.
 
 A loss accumulator is a variable that gets `+=` a loss (a value computed by a loss function, or
 one that `backward()` runs on, or what a helper returns as one) inside a loop deeper than where
@@ -14,7 +15,8 @@ from dataclasses import dataclass, field
 import libcst as cst
 
 from looplint.findings import Edit, Fix
-from looplint.static.model import ACCUMULATE, ASSIGN, DIVIDE, READ, Event, Model, Scope
+from looplint.static.model import ACCUMULATE, APPEND, ASSIGN, DIVIDE, READ, Event, Model, Scope
+from looplint.static.values import Tup
 from looplint.static.rules import Hit, elsewhere, is_prefix, loop_label, same_loops
 
 
@@ -229,3 +231,43 @@ def _detach_fix(source, update: Event, suffix: str) -> Fix | None:
     else:
         edit = Edit(start, end, f"({text}){suffix}")
     return Fix(f"Add `{suffix}` to the accumulated loss", (edit,))
+
+
+def loss_tensors_collected(model: Model) -> Iterator[Hit]:
+    for scope in model.scopes:
+        events = model.events(scope)
+        lists = {e.var: e for e in events if e.kind == ASSIGN and e.var is not None and isinstance(e.value, Tup)}
+        reported: set[tuple] = set()
+        for append in events:
+            if append.kind != APPEND or append.no_grad or append.var in reported or append.var not in lists:
+                continue
+            created = lists[append.var]
+            if not (len(created.loops) < len(append.loops) and is_prefix(created.loops, append.loops)):
+                continue  # a fresh list each iteration
+            known = model.known(append.value)
+            if not (known.loss and known.attached) or known.summed or model.is_backwarded(created.value):
+                # (a running sum that keeps graphs is LL203's; a list summed into a loss that is
+                # differentiated keeps them on purpose)
+                continue
+            reported.add(append.var)
+            yield Hit(
+                "LL205",
+                append.node,
+                f"`{append.name}.append(...)`{elsewhere(append)} keeps a loss tensor that still requires "
+                f"grad, across the iterations of {loop_label(append.loops[-1])}: every iteration's "
+                "autograd graph stays alive and memory grows; append `.item()` or `.detach()`",
+                fix=None if append.foreign else lambda source, a=append: _append_detach_fix(source, a),
+            )
+
+
+def _append_detach_fix(source, append: Event) -> Fix | None:
+    call = append.node
+    if not isinstance(call, cst.Call) or len(call.args) != 1 or call.args[0].keyword is not None:
+        return None
+    value = call.args[0].value
+    start, end = source.span(value)
+    if isinstance(value, (cst.Name, cst.Attribute, cst.Call, cst.Subscript)):
+        edit = Edit(end, end, ".detach()")
+    else:
+        edit = Edit(start, end, f"({source.text[start:end]}).detach()")
+    return Fix("Append the detached loss", (edit,))

@@ -1,5 +1,5 @@
 """LL401 scheduler-step-before-optimizer-step, LL402 parameter-in-several-groups,
-LL403 scheduler-never-stepped."""
+LL403 scheduler-never-stepped, LL404 optimizer-created-per-step, LL405 optimizer-parameters-frozen."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 from looplint.findings import Fix
 from looplint.static import fixes
-from looplint.static.model import ASSIGN, PARAM_GROUPS, READ, STEP, Event, Model
-from looplint.static.rules import Hit
+from looplint.static.model import ASSIGN, CREATE, FREEZE, PARAM_GROUPS, READ, STEP, Event, Model
+from looplint.static.rules import Hit, elsewhere, loop_label
 
 # Reading these does not hand the scheduler to code that could step it.
 _INERT_METHODS = frozenset({"get_last_lr", "get_lr", "state_dict", "load_state_dict", "last_epoch"})
@@ -153,3 +153,109 @@ def scheduler_never_stepped(model: Model) -> Iterator[Hit]:
 def is_prefix_name(name: str, other: str) -> bool:
     """`sched` read as `sched_list` does not count; read as `self.sched` inside something does not."""
     return other.startswith(name + ".") and other[len(name) + 1 :] not in _INERT_METHODS
+
+
+def optimizer_created_per_step(model: Model) -> Iterator[Hit]:
+    for scope in model.scopes:
+        events = model.events(scope)
+        reported: set[int] = set()
+        for create in events:
+            if create.kind != CREATE or not create.loops or id(create.node) in reported:
+                continue
+            identity = model.identity(create.value)
+            if identity is None or model.known(create.value).role != "optimizer":
+                continue
+            loop = next(
+                (
+                    loop
+                    for loop in reversed(create.loops)
+                    if any(e.kind == STEP and e.in_loop(loop) and model.identity(e.value) == identity for e in events)
+                ),
+                None,
+            )
+            if loop is None or _fresh_parameters(events, create, loop):
+                continue
+            reported.add(id(create.node))
+            yield Hit(
+                "LL404",
+                create.node,
+                f"`{create.name}(...)`{elsewhere(create)} builds a new optimizer on every iteration of "
+                f"{loop_label(loop)} for the same parameters: its state (momentum, Adam's moment "
+                "estimates, the step count) starts from zero at every step; build the optimizer once, "
+                "before the loop",
+            )
+
+
+def _fresh_parameters(events: list[Event], create: Event, loop) -> bool:
+    """The parameters are made anew each iteration (test-time optimization of a fresh tensor):
+    a new optimizer for them is right."""
+    names = {name.split(".", 1)[0] for name in create.data.get("source_names", ())}
+    if not names:
+        return True  # nothing known about what it optimizes
+    own = create.scope.events if create.scope is not None else []
+    for event in own:
+        if event.kind == ASSIGN and event.name in names:
+            if event.scope is not create.scope:
+                continue
+            if create.data.get("via") or event.in_loop(loop):
+                return True  # (inside a helper called per step, any local binding is per step)
+    return False
+
+
+def optimizer_parameters_frozen(model: Model) -> Iterator[Hit]:
+    for scope in model.scopes:
+        events = model.events(scope)
+        reported: set[tuple] = set()
+        for index, step in enumerate(events):
+            if step.kind != STEP or model.role(step) != "optimizer":
+                continue
+            key = model.identity(step.value) or (step.name,)
+            if key in reported:
+                continue
+            sources = model.parameter_sources(step)
+            if not sources:
+                continue
+            freeze = _freezing(events[:index], sources)
+            if freeze is None:
+                continue
+            reported.add(key)
+            yield Hit(
+                "LL405",
+                step.node,
+                f"every parameter `{step.name}` updates ({', '.join(f'`{s}`' for s in sorted(sources))}) was "
+                f"frozen with `requires_grad = False` ({freeze}) and never unfrozen: no gradient ever "
+                f"reaches them, so `{step.name}.step()` changes nothing while the loss prints as usual; "
+                "unfreeze what should train, or build the optimizer over the parameters that train",
+            )
+
+
+def _freezing(before: list[Event], sources: set[str]) -> str | None:
+    """How the sources were all frozen before the step, or None if some part still trains."""
+    frozen: list[tuple[str, Event]] = []
+    for event in before:
+        if event.kind != FREEZE:
+            continue
+        target = _frozen_target(event)
+        if target is None:
+            continue
+        if event.data.get("frozen"):
+            frozen.append((target, event))
+        else:  # unfreezing a part keeps what covers it trainable
+            frozen = [(t, e) for t, e in frozen if not (_contains(t, target) or _contains(target, t))]
+    covering = []
+    for source in sources:
+        match = next((e for t, e in frozen if _contains(t, source)), None)
+        if match is None:
+            return None
+        covering.append(match)
+    first = covering[0]
+    loop = next((loop for loop in first.loops if first.name in loop.targets), None)
+    return f"in {loop.label}" if loop is not None else f"`{first.name}.requires_grad_(False)`"
+
+
+def _frozen_target(event: Event) -> str | None:
+    """The module a freeze covers: `for p in model.parameters(): p.requires_grad = False` -> 'model'."""
+    for loop in event.loops:
+        if event.name in loop.targets and loop.param_source is not None:
+            return loop.param_source if event.every_iteration(loop) else None
+    return event.name  # `model.backbone.requires_grad_(False)`, `model.fc.weight.requires_grad = False`

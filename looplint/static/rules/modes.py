@@ -1,0 +1,76 @@
+"""LL105 backward-in-eval-mode."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from looplint.static.model import BACKWARD, MODE, STEP, Event, Loop, Model
+from looplint.static.rules import Hit, elsewhere, loop_label
+from looplint.static.values import Attr, Bin, Call, Item, Value
+
+
+def backward_in_eval_mode(model: Model) -> Iterator[Hit]:
+    for scope in model.scopes:
+        events = model.events(scope)
+        reported: set[int] = set()
+        for switch in events:
+            if switch.kind != MODE or switch.data.get("training") is not False or id(switch.node) in reported:
+                continue
+            loop = _training_loop(model, events, switch)
+            if loop is None:
+                continue
+            if any(e.kind == MODE and e.data.get("training") is not False and model.same(e, switch) for e in events if e.in_loop(loop)):
+                continue  # switched back to training inside the loop (also in a helper it calls)
+            reported.add(id(switch.node))
+            yield Hit(
+                "LL105",
+                switch.node,
+                f"`{switch.name}.eval()`{elsewhere(switch)} runs inside {loop_label(loop)}, which also trains "
+                f"`{switch.name}`, and nothing there switches it back with `{switch.name}.train()`: every "
+                "later backward pass runs with dropout off and batch-norm statistics frozen; call "
+                f"`{switch.name}.train()` before each epoch's training",
+            )
+
+
+def _training_loop(model: Model, events: list[Event], switch: Event) -> Loop | None:
+    """The innermost loop around the switch that also trains the switched model."""
+    for loop in reversed(switch.loops):
+        trained = [
+            e
+            for e in events
+            if e.in_loop(loop) and e.kind == BACKWARD and not e.no_grad and not e.exclusive_with(switch)
+        ]
+        steps = [e for e in events if e.in_loop(loop) and e.kind == STEP and model.role(e) == "optimizer"]
+        if trained and steps and _trains(model, switch, steps, trained):
+            return loop
+    return None
+
+
+def _trains(model: Model, switch: Event, steps: list[Event], backwards: list[Event]) -> bool:
+    """Is the switched model the one being trained? Its parameters are the optimizer's, or it
+    computes the loss that is differentiated (outside no_grad). A teacher in eval mode is not."""
+    name = switch.name or ""
+    for step in steps:
+        for source in model.parameter_sources(step):
+            if source == name or source.startswith(name + ".") or name.startswith(source + "."):
+                return True
+    identity = model.identity(switch.value)
+    if identity is None:
+        return False
+    return any(_called_in(model, backward.value, identity) for backward in backwards)
+
+
+def _called_in(model: Model, value: Value | None, identity: tuple, depth: int = 0) -> bool:
+    if value is None or depth > 20:
+        return False
+    if isinstance(value, Call):
+        if not value.no_grad and model.identity(value.func) == identity:
+            return True
+        return _called_in(model, value.func, identity, depth + 1) or any(
+            _called_in(model, argument, identity, depth + 1) for argument in value.args
+        )
+    if isinstance(value, (Attr, Item)):
+        return _called_in(model, value.base, identity, depth + 1)
+    if isinstance(value, Bin):
+        return _called_in(model, value.left, identity, depth + 1) or _called_in(model, value.right, identity, depth + 1)
+    return False
