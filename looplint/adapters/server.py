@@ -28,6 +28,7 @@ from looplint.engine.config import ConfigError, load_config
 from looplint.findings import Finding
 
 if TYPE_CHECKING:
+    from looplint.static.project import Project
     from lsprotocol import types
     from pygls.lsp.server import LanguageServer
 
@@ -197,6 +198,9 @@ class LoopLint:
         # skipped when its turn comes.
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="looplint-lint")
         self.shown_errors: set[str] = set()
+        # One project per configuration root: the summaries of imported modules are kept between
+        # edits, and dropped when a file of the workspace is saved or changes on disk.
+        self.projects: dict[str, Project] = {}
 
     # -- scheduling --------------------------------------------------------------------------
 
@@ -211,6 +215,8 @@ class LoopLint:
         self._schedule(unit, DEBOUNCE_SECONDS if in_burst else COALESCE_SECONDS)
 
     def everything_changed(self) -> None:
+        for project in self.projects.values():
+            project.refresh()
         for unit in self.units.values():
             unit.generation += 1
             self._schedule(unit, DEBOUNCE_SECONDS)
@@ -265,12 +271,15 @@ class LoopLint:
     def _lint(self, unit: Unit, snapshot: Snapshot) -> Result | None:
         if unit.generation != snapshot.generation:
             return None  # a newer change arrived while this one was queued
-        from looplint.engine import FileError, lint_text
+        from looplint.engine import FileError, lint_text, project_for
 
         findings: dict[str, list[Finding]] = {document.uri: [] for document in snapshot.documents}
         try:
             config = load_config(snapshot.path)
-            found = lint_text(snapshot.text, snapshot.path, config)
+            project = self.projects.get(str(config.root))
+            if project is None:
+                project = self.projects[str(config.root)] = project_for(config)
+            found = lint_text(snapshot.text, snapshot.path, config, project)
         except (ConfigError, FileError) as error:
             return Result(snapshot, findings, str(error))
         for finding in found:

@@ -22,11 +22,17 @@ RULES: tuple[RuleInfo, ...] = (
         name="missing-zero-grad",
         summary="A loop runs backward() and optimizer.step() but never clears that optimizer's gradients.",
         what="""
-            Finds loops (for, while, comprehensions, and loops that call training helpers or methods
-            of the same file) that run a backward pass and step an optimizer, where nothing in the
-            loop clears that optimizer's gradients: no `optimizer.zero_grad()`, no
-            `model.zero_grad()`, no `p.grad = None`. Each optimizer is checked on its own, so the
+            Finds loops (for, while, comprehensions) that run a backward pass and step an optimizer,
+            where nothing in the loop clears that optimizer's gradients: no `optimizer.zero_grad()`,
+            no `model.zero_grad()`, no `p.grad = None`. Each optimizer is checked on its own, so the
             generator of a GAN is caught even when the discriminator is cleared.
+
+            Calls are followed: a helper, a method (`self.train_step()`), a callable object
+            (`loss_scaler(loss, optimizer)`) or a function imported from another module of the
+            project that backpropagates, steps or clears its argument does so to the caller's
+            optimizer, at the call. The optimizer is known by what it is (built by an optimizer
+            class, passed in, stored on `self`), not by its name; an unknown helper that receives
+            the optimizer may clear it, so it is not reported.
         """,
         why="""
             `backward()` adds into `.grad`; it never overwrites. Without a clear, the gradient used
@@ -62,12 +68,19 @@ RULES: tuple[RuleInfo, ...] = (
         summary="Gradients are cleared after backward() and before the step that should use them.",
         what="""
             Finds `optimizer.zero_grad()` (or the zero_grad of the model the optimizer was built
-            from) placed after the backward pass and before `optimizer.step()`.
+            from) placed after the backward pass and before `optimizer.step()`, also when the
+            clear or the step happens in a helper the loop calls.
+
+            Also finds gradient accumulation defeated across iterations: the step runs every k-th
+            iteration (`if (i + 1) % k == 0: optimizer.step()`) while the clear runs on every
+            iteration, so each clear wipes what the coming step was to sum.
         """,
         why="""
             The clear wipes the gradients the backward pass just computed, so the step sees zeros
             (or `None`, with `set_to_none=True`) and does nothing: the loss stays flat, with no
             error. Momentum and weight decay may still move the weights, which hides it further.
+            With accumulation, each step uses only the last micro-batch's gradients: the effective
+            batch is k times smaller than intended, and the k-1 other backward passes are wasted.
         """,
         example="""
             loss.backward()
@@ -80,6 +93,17 @@ RULES: tuple[RuleInfo, ...] = (
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
+
+            With accumulation, clear right after the step, inside the same `if`:
+
+                loss.backward()
+                if (i + 1) % k == 0:
+                    optimizer.step()
+                    optimizer.zero_grad()
+
+            `looplint run` confirms both: a step that ran with no gradient right after a backward
+            pass had filled them, or backward passes whose gradients were cleared before any step
+            used them.
         """,
         fixable="safe",
         origin="both",
@@ -204,8 +228,16 @@ RULES: tuple[RuleInfo, ...] = (
         what="""
             Finds a loss accumulator (`running_loss += loss.item()`) whose reset
             (`running_loss = 0.0`) sits outside the loop whose iterations each read of it should
-            summarize, or inside a deeper loop than the read. Not reported when the value is divided
-            by a counter that restarts with it (a cumulative mean is correct).
+            summarize, or inside the very loop that adds to it (so the value read after that loop
+            holds one term). Not reported when the value is divided by a count that moves with it
+            (`/ (i + 1)`, `/ seen`, `/ ((step - 1) % n + 1)`: a cumulative mean is correct), nor
+            when a sum reset per epoch is read after training (the last epoch's value is what
+            people mean to report).
+
+            An accumulator is a variable that sums losses: values computed by a loss function or
+            criterion, values that `backward()` runs on, a model's `.loss`, or what a helper
+            returns as one. A helper's own accumulator is its own: the caller's variable of the
+            same name is another variable.
         """,
         why="""
             Reset outside the epoch loop, the number logged each epoch is the sum of all epochs so
@@ -236,11 +268,19 @@ RULES: tuple[RuleInfo, ...] = (
         name="unaveraged-loss-logged",
         summary="A sum of losses is logged without dividing by its count.",
         what="""
-            Finds a loss accumulator that sums several iterations and goes to `add_scalar`,
-            `add_scalars`, `print` (also through f-strings, `%` and `.format`), `logging`,
-            `wandb.log`, `mlflow.log_metric`, a progress bar or another logger, directly or through
-            a plain alias, without being divided by how many terms it holds (directly, through an
-            intermediate variable, or with `/=`).
+            Finds a sum of losses over several iterations that goes to `add_scalar`, `add_scalars`,
+            `print` (also through f-strings, `%` and `.format`), `logging`, `wandb.log`,
+            `accelerator.log`, `mlflow.log_metric`, a progress bar (`set_postfix`,
+            `set_description`, `bar.desc = ...`) or another logger without being divided by how
+            many terms it holds.
+
+            The sum is followed as a value: through variables (`epoch_loss = train_loss`), through
+            a helper that returns it undivided (`evaluate()` returning `total_test_loss`, logged by
+            the caller), and into logging helpers of the project (`log_scalar(writer, tag,
+            running_loss, epoch)`), across modules. A helper that divides before it returns, or
+            terms that were each divided first, make a mean, and nothing is reported. A loss is
+            known by where it comes from, never by its name: `Total_loss_of_equipment` summed in a
+            data-analysis notebook is not one.
         """,
         why="""
             The logged number scales with the number of batches: it changes when the batch size or
@@ -270,6 +310,11 @@ RULES: tuple[RuleInfo, ...] = (
             the loss is still attached to the autograd graph: no `.item()`, `.detach()` or `.data`,
             not under `torch.no_grad()` / `torch.inference_mode()`, and the sum is not itself
             differentiated later (a multi-term loss built in a loop and then backwarded is fine).
+
+            What is added is followed as a value: `cost += train(...)` where `train()` returns
+            `output.item()` adds a number; `loss = loss.data.cpu().numpy()` makes the name hold an
+            array from then on; a helper (of this file or another module) that returns the loss
+            tensor itself adds a tensor.
         """,
         why="""
             The sum keeps a reference to every iteration's graph, with all its saved activations:
@@ -294,7 +339,10 @@ RULES: tuple[RuleInfo, ...] = (
         summary="A step-periodic check sits outside the loop that advances its counter.",
         what="""
             Finds `if step % N == 0` (also `(i + 1) % N`, `not step % N`) placed in an outer loop,
-            while `step` is advanced (`step += 1`, or the loop variable) by a loop nested inside it.
+            while `step` is advanced (`step += 1`, or the loop variable) by a loop nested inside it:
+            a data loop, a `while` loop, or `for _ in range(n)`. Not reported when the inner loop is
+            `for _ in range(k)` and N is a multiple of k (`LOG_EVERY = ROLLOUT * 100` with
+            `range(ROLLOUT)`): the check then falls on pass boundaries.
         """,
         why="""
             The check sees the counter once per outer iteration, and is true only when the end of
@@ -345,8 +393,10 @@ RULES: tuple[RuleInfo, ...] = (
         name="writer-close-in-loop",
         summary="writer.close() runs inside a loop that writes to the writer again.",
         what="""
-            Finds `writer.close()` inside a loop that writes to the same writer. Not reported for
-            `for w in writers: w.close()`, nor when the loop creates a new writer each iteration.
+            Finds `writer.close()` inside a loop that writes to the same writer, also when the close
+            or the writes happen in a helper the loop calls (in this file or another module). Not
+            reported for `for w in writers: w.close()`, nor when the loop creates a new writer each
+            iteration, nor for a close guarded to run on the last iteration only.
         """,
         why="""
             torch's SummaryWriter does not fail when written after `close()`: it silently opens a
@@ -374,7 +424,11 @@ RULES: tuple[RuleInfo, ...] = (
         code="LL302",
         name="scalar-logged-as-image",
         summary="add_image/add_images receives a number or a loss.",
-        what="Finds `add_image()` / `add_images()` whose image argument is a number, `.item()`, or a loss.",
+        what="""
+            Finds `add_image()` / `add_images()` whose image argument is a number or a loss, also
+            through variables: `avg = running_loss / len(loader)` or
+            `acc = correct / len(testset)` passed as the image.
+        """,
         why="""
             An image must be a (C, H, W) tensor or array: a scalar raises deep inside tensorboard
             or produces an empty image, and the number you wanted to follow is not plotted.
@@ -394,7 +448,9 @@ RULES: tuple[RuleInfo, ...] = (
         summary="A writer is written to after it was closed.",
         what="""
             Finds a write (`add_scalar`, `add_hparams`, ...) that runs after `writer.close()` on
-            the same writer, with no new writer assigned in between.
+            the same writer, with no new writer assigned in between: later in the same block or
+            after the loop in module-level code, and through helpers that write or close the
+            writer they are given.
         """,
         why="""
             SummaryWriter silently opens a new event file for the late write; the data lands in a

@@ -22,6 +22,7 @@ from looplint.engine.lint import (
     lint_paths,
     lint_text,
     notebooks_supported,
+    project_for,
     read_bytes,
     sort_key,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "lint_paths",
     "lint_text",
     "notebooks_supported",
+    "project_for",
     "read_bytes",
     "sort_key",
 ]

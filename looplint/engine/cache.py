@@ -57,19 +57,19 @@ class Cache:
         return self.entries / f"{name.hexdigest()[:32]}.json"
 
     def get(
-        self, path: str, key: str, summary_digest: Callable[[str], str] | None = None
+        self, path: str, key: str, dependencies_hold: Callable[[dict], bool] | None = None
     ) -> list[Finding] | None:
         """The cached findings, or None when there is no valid entry for this exact key, or when
-        a module the file imports has changed what it does (its summary digest)."""
+        what they depended on changed (a module the file imports now does something else, or an
+        import now resolves elsewhere)."""
         try:
             with open(self._entry(path), encoding="utf-8") as handle:
                 entry = json.load(handle)
             if entry["key"] != key:
                 return None
-            imported = entry.get("imports", {})
-            if imported and (
-                summary_digest is None
-                or any(summary_digest(module) != digest for module, digest in imported.items())
+            dependencies = entry["dependencies"]
+            if (dependencies.get("summaries") or dependencies.get("imports")) and (
+                dependencies_hold is None or not dependencies_hold(dependencies)
             ):
                 return None
             return [_finding_from_dict(item) for item in entry["findings"]]
@@ -77,13 +77,13 @@ class Cache:
             # Missing, partial, corrupt or foreign: never trusted.
             return None
 
-    def put(self, path: str, key: str, findings: list[Finding], imports: dict[str, str] | None = None) -> None:
-        """Store findings (and the summary digests of the modules they depend on); a cache that
-        cannot be written (read-only tree) is silently skipped."""
+    def put(self, path: str, key: str, findings: list[Finding], dependencies: dict | None = None) -> None:
+        """Store findings, with what they depend on besides the file (see Project.dependencies);
+        a cache that cannot be written (read-only tree) is silently skipped."""
         entry = {
             "key": key,
             "findings": [finding.to_dict() for finding in findings],
-            "imports": imports or {},
+            "dependencies": dependencies or {},
         }
         try:
             self._prepare()

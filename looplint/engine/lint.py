@@ -205,7 +205,7 @@ def _lint_batch(paths: Sequence[str], config: Config, use_cache: bool) -> list[_
     project = project_for(config, use_cache)
     outcomes: list[_Outcome] = []
     for path in paths:
-        project.used = set()
+        project.start()
         try:
             data = read_bytes(path)
             findings = lint_bytes(data, path, config, project)
@@ -213,9 +213,7 @@ def _lint_batch(paths: Sequence[str], config: Config, use_cache: bool) -> list[_
             outcomes.append(([], str(error)))
             continue
         if cache is not None:
-            itself = os.path.abspath(path)
-            imported = {dep: project.summary_digest(dep) for dep in sorted(project.used) if dep != itself}
-            cache.put(path, cache.key(path, data), findings, imported)
+            cache.put(path, cache.key(path, data), findings, project.dependencies(path))
         outcomes.append((findings, None))
     return outcomes
 
@@ -246,7 +244,7 @@ def lint_paths(
             except FileError as error:
                 result.errors.append(str(error))
                 continue
-            cached = cache.get(path, cache.key(path, data), project.summary_digest)
+            cached = cache.get(path, cache.key(path, data), project.dependencies_hold)
             if cached is None:
                 pending.append(path)
             else:

@@ -20,8 +20,9 @@ _PARSER_PREFIX = re.compile(r"^(parser error: )?error at \d+:\d+: ")
 
 def analyze_tree(source: str, path: str, tree: ast.Module, project: Project | None = None) -> list[Finding]:
     """Findings of a file that parsed with CPython and passed the prefilters."""
+    model = project.kept_model(path, source) if project is not None else None
     try:
-        module = cst.parse_module(source)
+        module = model.module if model is not None else cst.parse_module(source)
     except cst.ParserSyntaxError as error:
         return [
             syntax_error(
@@ -34,7 +35,8 @@ def analyze_tree(source: str, path: str, tree: ast.Module, project: Project | No
     except RecursionError:
         return [syntax_error(path, "too deeply nested to parse", 1, 0)]
     try:
-        model = project.model(path, source, module) if project is not None else Model(module, path)
+        if model is None:
+            model = project.model(path, source, module) if project is not None else Model(module, path)
         if model is None:
             return [syntax_error(path, "too deeply nested to analyze", 1, 0)]
         model.bind_all()

@@ -77,6 +77,7 @@ class Project:
         self._found: dict[tuple[str, str, int], str | None] = {}
         self._digests: dict[str, str] = {}
         self.used: set[str] = set()  # modules whose summaries the current analysis consulted
+        self.asked: set[tuple[str, str, int]] = set()  # imports the current analysis resolved
 
     # ------------------------------------------------------------------------- imports
     def resolve_import(self, importer: str, module: str, level: int, name: str | None) -> Value | None:
@@ -95,6 +96,7 @@ class Project:
     def find_module(self, importer: str, module: str, level: int) -> str | None:
         """The file of a project module, or None (stdlib, installed packages, missing)."""
         key = (os.path.dirname(os.path.abspath(importer)), module, level)
+        self.asked.add(key)
         if key in self._found:
             return self._found[key]
         found = None
@@ -195,6 +197,39 @@ class Project:
         self._summaries[path] = summary
         return summary
 
+    def refresh(self) -> None:
+        """Forget what the files said (one was saved, or changed on disk): summaries are read
+        again, from the disk cache when their module's bytes are the same."""
+        self._summaries.clear()
+        self._digests.clear()
+        self._found.clear()
+
+    def start(self) -> None:
+        """Begin recording what one file's analysis depends on."""
+        self.used = set()
+        self.asked = set()
+
+    def dependencies(self, itself: str) -> dict[str, Any]:
+        """What the analysis since `start()` depended on besides its own file: the summaries it
+        consulted and where each import it met resolved (or that it did not)."""
+        itself = os.path.abspath(itself)
+        return {
+            "summaries": {path: self.summary_digest(path) for path in sorted(self.used) if path != itself},
+            "imports": sorted([*key, self._found.get(key)] for key in self.asked),
+        }
+
+    def dependencies_hold(self, dependencies: dict[str, Any]) -> bool:
+        """Do the recorded dependencies still hold (same summaries, imports resolved alike)?"""
+        try:
+            for directory, module, level, found in dependencies.get("imports", []):
+                if self.find_module(os.path.join(directory, "_"), module, level) != found:
+                    return False
+            return all(
+                self.summary_digest(path) == digest for path, digest in dependencies.get("summaries", {}).items()
+            )
+        except (TypeError, ValueError):
+            return False
+
     def summary_digest(self, path: str) -> str:
         """What an importer's cached result depends on; read from the summary cache when it is
         there, so a warm run never parses an imported module."""
@@ -226,10 +261,22 @@ class Project:
             self._in_progress.discard(path)
         return entry["summary"]["digest"] if entry is not None else None
 
+    def kept_model(self, path: str, source: str) -> Model | None:
+        """The model of this very text, if one was built recently (say, for an importer)."""
+        found = self._models.get(self._model_key(path, source))
+        if found is not None:
+            self._models.move_to_end(self._model_key(path, source))
+        return found
+
+    @staticmethod
+    def _model_key(path: str, source: str) -> tuple[str, str]:
+        digest = hashlib.blake2b(source.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
+        return os.path.abspath(path), digest
+
     def model(self, path: str, source: str, module: Any = None) -> Model | None:
         """The model of a module's text (kept for a while: a module imported by one file and
         linted next is parsed once). `module` is its libcst tree when the caller parsed it."""
-        key = (os.path.abspath(path), hashlib.blake2b(source.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest())
+        key = self._model_key(path, source)
         found = self._models.get(key)
         if found is not None:
             self._models.move_to_end(key)

@@ -60,8 +60,9 @@ def _move_after(model: Model, source, sched: Event, optimizer: Event) -> Fix | N
         anchor = model.parent_statement.get(anchor)
     if anchor is None or len(getattr(owner, "body", ())) < 2:
         return None
-    insert = fixes.insert_after(
-        source, anchor, source.code(sched.node), indent=source.indent(sched.statement)
+    text = fixes.statement_text(source, sched.statement)
+    insert = (
+        fixes.insert_after(source, anchor, text, indent=source.indent(sched.statement)) if text else None
     )
     if insert is None:
         return None

@@ -83,7 +83,8 @@ def _move_close(model: Model, source, events, close: Event, loop: Loop, insert: 
         return None  # the close is alone in its block: deleting it would leave it empty
     edits = [fixes.delete_line(source, close.statement)]
     if insert and not _closed_after(events, close, loop):
-        edit = fixes.insert_after(source, loop.node, source.code(close.node))
+        text = fixes.statement_text(source, close.statement)
+        edit = fixes.insert_after(source, loop.node, text) if text else None
         if edit is None:
             return None
         edits.insert(0, edit)
