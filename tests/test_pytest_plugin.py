@@ -173,7 +173,7 @@ def test_clean_loop_with_fixture(looplint_watch):
 
 
 def test_reads_the_report_inside_its_body(looplint_watch):
-    train(3, clear=False)
+    train(3)
     assert not looplint_watch.report.findings  # not filled yet: must not pass vacuously
 
 
