@@ -260,15 +260,18 @@ class WriterTracker:
                 writer.close()
             elif is_open and state.created_in_session:
                 state.unflushed = self._unflushed(writer)
+                if state.unflushed:
+                    verb = "was" if state.unflushed == 1 else "were"
+                    on_disk = f"{state.unflushed} of {plural(state.events, 'event')} {verb} not on disk"
+                else:  # the flush timer happened to run: this time nothing was lost
+                    on_disk = f"this time all {plural(state.events, 'event')} were on disk"
                 problems.append(
                     Problem(
                         "LL501",
                         state.created_at,
                         f"SummaryWriter('{state.log_dir}') is never closed: events still queued when "
-                        f"the process exits are lost ({state.unflushed} of {state.events} "
-                        f"{'was' if state.unflushed == 1 else 'were'} not on "
-                        "disk when the run ended); call writer.close() after training or use "
-                        "`with SummaryWriter(...) as writer:`",
+                        f"the process exits are lost ({on_disk} when the run ended); call "
+                        "writer.close() after training or use `with SummaryWriter(...) as writer:`",
                         details={"log_dir": state.log_dir, "unflushed_events": state.unflushed},
                     )
                 )
@@ -334,8 +337,12 @@ class WriterTracker:
                     "LL303",
                     write_site,
                     f"SummaryWriter('{state.log_dir}') was written to after close(){closed_at}: "
-                    f"{plural(reopened, 'write')} after a close each silently opened a new event "
-                    f"file ({files})",
+                    + (
+                        "a write after the close silently opened a new event file"
+                        if reopened == 1
+                        else f"{reopened} writes after a close each silently opened a new event file"
+                    )
+                    + f" ({files})",
                     related=[s for s in (close_site,) if s],
                     details={"reopened": reopened, "event_files": state.event_files},
                 )
