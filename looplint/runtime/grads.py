@@ -290,8 +290,8 @@ class GradTracker:
         return None
 
     def on_clear_params(self, params: Any, site: Site | None) -> None:
-        # Per optimizer: [first, last, passes] of the gradients no step of it has used yet.
-        unused: dict[int, list[Any]] = {}
+        # Per optimizer: [owner, first, last, passes] of the gradients no step of it has used yet.
+        unused: dict[int, list[Any]] | None = None
         for param in params:
             state = self._params.get(id(param))
             if state is None or state.param_ref() is not param:
@@ -299,11 +299,13 @@ class GradTracker:
             if state.count:
                 for owner in state.owners:
                     if state.first > owner.marker:
+                        if unused is None:
+                            unused = {}
                         seen = unused.setdefault(id(owner), [owner, state.first, state.last, 0])
                         seen[1], seen[2] = min(seen[1], state.first), max(seen[2], state.last)
                         seen[3] = max(seen[3], state.count)
             state.clear(site)
-        if not self._stepping:
+        if unused and not self._stepping:
             for owner, first, last, passes in unused.values():
                 self._discard(owner, site, first, last, passes)
 
