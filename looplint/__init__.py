@@ -7,10 +7,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from looplint.findings import Edit, Finding, Fix
+from looplint.findings import Edit, Finding, Fix, RuntimeFindingsError
 
 __version__ = "0.1.0"
-__all__ = ["Edit", "Finding", "Fix", "__version__", "lint_source", "lr_find", "watch"]
+__all__ = [
+    "Edit",
+    "Finding",
+    "Fix",
+    "RuntimeFindingsError",
+    "__version__",
+    "lint_source",
+    "lr_find",
+    "watch",
+]
 
 
 def load_ipython_extension(ipython: Any) -> None:

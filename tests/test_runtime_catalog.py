@@ -24,3 +24,8 @@ def test_every_code_the_runtime_emits_is_in_the_catalog():
     for source in RUNTIME_SOURCES.glob("*.py"):
         emitted |= set(re.findall(r'"(LL\d{3})"', source.read_text()))
     assert emitted and emitted <= set(RULES)
+
+
+def test_every_summary_is_one_sentence_with_its_final_period():
+    for code, info in RULES.items():
+        assert info.summary.endswith(".") and "\n" not in info.summary, code

@@ -120,10 +120,8 @@ def _finding_from_dict(data: dict[str, Any]) -> Finding:
         isinstance(finding.path, str)
         and isinstance(finding.code, str)
         and isinstance(finding.message, str)
-        and all(
-            isinstance(value, int)
-            for value in (finding.line, finding.column, finding.end_line, finding.end_column)
-        )
+        and all(isinstance(value, int) for value in (finding.line, finding.column))
+        and all(value is None or isinstance(value, int) for value in (finding.end_line, finding.end_column))
     ):
         raise TypeError("malformed cache entry")
     return finding

@@ -9,6 +9,7 @@ No tensor value is ever read here.
 
 from __future__ import annotations
 
+import bisect
 import linecache
 import re
 import weakref
@@ -21,6 +22,7 @@ from typing import Any
 import torch
 
 from looplint.runtime.sites import Site, user_site
+from looplint.words import plural
 
 
 class _ParamState:
@@ -33,6 +35,7 @@ class _ParamState:
         "first",
         "grad_ref",
         "last",
+        "owners",
         "param_ref",
         "seen_from_start",
     )
@@ -45,6 +48,7 @@ class _ParamState:
         self.grad_ref: weakref.ref[torch.Tensor] | None = None
         self.clear_site: Site | None = None
         self.seen_from_start = False  # hooked before the session's first backward pass
+        self.owners: list[OptimizerState] = []  # the optimizers this parameter belongs to
 
     def clear(self, site: Site | None) -> None:
         self.count = 0
@@ -67,6 +71,22 @@ class OptimizerState:
     step_sites: Counter = field(default_factory=Counter)
     used_closure: bool = False
     last_site: Site | None = None
+    used_passes: int = 0  # backward passes whose gradients its steps used, over the run
+    used_backward_sites: set = field(default_factory=set)  # where those backward passes ran
+    # Gradients cleared before any of its steps used them: one _Discard per clearing call.
+    discards: list[_Discard] = field(default_factory=list)
+    discarded_upto: int = 0  # newest backward id already counted in `discards`
+
+
+@dataclass
+class _Discard:
+    """One clearing call that threw away gradients an optimizer's steps had not used yet."""
+
+    clear_site: Site | None
+    before_step: int  # the optimizer's steps so far: the gradients were meant for the next one
+    first: int  # backward ids of the gradients thrown away
+    last: int
+    passes: int
 
 
 @dataclass
@@ -90,7 +110,20 @@ def _holds_grad_at(state: _ParamState | None, pointer: int) -> bool:
     return grad is not None and grad.data_ptr() == pointer
 
 
+# Clearing calls remembered per optimizer (enough to judge a run; memory stays bounded).
+MAX_DISCARDS = 100_000
+# Accumulation is defeated when gradients were thrown away before at least this share of the steps.
+DEFEATED_SHARE = 0.8
+
 _STEP_CALL = re.compile(r"([A-Za-z_][\w.]*)\.step\(\s*([A-Za-z_][\w.]*)?")
+
+
+def _receiver(site: Site | None, method: str) -> str | None:
+    """`opt` in `opt.zero_grad()` on the line of `site`."""
+    if site is None:
+        return None
+    match = re.search(rf"([A-Za-z_][\w.]*)\.{method}\(", linecache.getline(site.filename, site.line))
+    return match.group(1) if match else None
 
 
 def _optimizer_name(site: Site | None) -> str | None:
@@ -125,9 +158,14 @@ class GradTracker:
         self._grad_ptrs: dict[int, _ParamState] = {}
         self._grad_ptrs_stale = True
         self._handles: list[Any] = []
+        # Where each backward pass ran, by id (an index into _backward_site_list; 0 is unused).
+        self._backward_site_ids = array("i", [0])
+        self._backward_site_index: dict[Site | None, int] = {}
+        self._backward_site_list: list[Site | None] = []
         self.problems: dict[tuple[str, int, Site | None], GradProblem] = {}
         # [first, last] backward ids whose gradients some optimizer step really used.
         self.consumed: list[list[int]] = []
+        self._stepping = 0  # >0 inside optimizer.step(), where closures clear and refill on purpose
         self.on_step: list[Callable[[torch.optim.Optimizer, OptimizerState], None]] = []
 
     # -- registration -------------------------------------------------------------------------
@@ -179,6 +217,7 @@ class GradTracker:
                 if id(param_state) not in known:
                     known.add(id(param_state))
                     state.params.append(param_state)
+                    param_state.owners.append(state)
         state.param_count = count
 
     def _param_state(self, param: torch.Tensor) -> _ParamState:
@@ -238,16 +277,48 @@ class GradTracker:
     def on_backward(self, site: Site | None) -> None:
         self.backward_count += 1
         self.backward_sites[site] += 1
+        index = self._backward_site_index.get(site)
+        if index is None:
+            index = self._backward_site_index[site] = len(self._backward_site_list)
+            self._backward_site_list.append(site)
+        self._backward_site_ids.append(index)
+
+    def backward_site(self, backward_id: int) -> Site | None:
+        """Where the backward pass with this id ran."""
+        if 0 < backward_id < len(self._backward_site_ids):
+            return self._backward_site_list[self._backward_site_ids[backward_id]]
+        return None
 
     def on_clear_params(self, params: Any, site: Site | None) -> None:
+        # Per optimizer: [owner, first, last, passes] of the gradients no step of it has used yet.
+        unused: dict[int, list[Any]] | None = None
         for param in params:
             state = self._params.get(id(param))
-            if state is not None and state.param_ref() is param:
-                state.clear(site)
+            if state is None or state.param_ref() is not param:
+                continue
+            if state.count:
+                for owner in state.owners:
+                    if state.first > owner.marker:
+                        if unused is None:
+                            unused = {}
+                        seen = unused.setdefault(id(owner), [owner, state.first, state.last, 0])
+                        seen[1], seen[2] = min(seen[1], state.first), max(seen[2], state.last)
+                        seen[3] = max(seen[3], state.count)
+            state.clear(site)
+        if unused and not self._stepping:
+            for owner, first, last, passes in unused.values():
+                self._discard(owner, site, first, last, passes)
+
+    def _discard(self, owner: OptimizerState, site: Site | None, first: int, last: int, passes: int) -> None:
+        if last <= owner.discarded_upto:
+            return  # the same gradients, cleared parameter by parameter (`p.grad.zero_()`)
+        passes = min(passes, last - owner.discarded_upto)
+        owner.discarded_upto = last
+        if len(owner.discards) < MAX_DISCARDS:
+            owner.discards.append(_Discard(site, owner.steps, first, last, passes))
 
     def on_clear_optimizer(self, optimizer: torch.optim.Optimizer, site: Site | None) -> None:
-        for group in optimizer.param_groups:
-            self.on_clear_params(group["params"], site)
+        self.on_clear_params((p for group in optimizer.param_groups for p in group["params"]), site)
 
     def on_tensor_zeroed(self, tensor: torch.Tensor) -> None:
         if not self._params:
@@ -266,11 +337,13 @@ class GradTracker:
     def on_step_pre(self, optimizer: torch.optim.Optimizer, kwargs: dict[str, Any], args: tuple) -> None:
         state = self.track_optimizer(optimizer, None)
         state.used_closure = state.used_closure or bool(kwargs.get("closure") or len(args) > 1)
+        self._stepping += 1
 
     def on_step_post(self, optimizer: torch.optim.Optimizer) -> OptimizerState:
         state = self.optimizers.get(id(optimizer))
         if state is None or self._optimizer_refs.get(id(optimizer)) is not optimizer:
             state = self.track_optimizer(optimizer, None)  # the pre hook already did this
+        self._stepping = max(0, self._stepping - 1)
         state.steps += 1
         self.total_steps += 1
         self.step_marks.append(self.backward_count)
@@ -281,6 +354,7 @@ class GradTracker:
         stale_passes = 0
         oldest = 0
         newest_touch = 0
+        newest_used = 0
         clear_sites: Counter[Site | None] = Counter()
         for param_state in state.params:
             param = param_state.param_ref()
@@ -296,6 +370,7 @@ class GradTracker:
                 param_state.first, param_state.count = self.backward_count, 1
             newest_touch = max(newest_touch, param_state.last)
             if param_state.count:
+                newest_used = max(newest_used, param_state.last)
                 consumed_params += 1
                 passes = max(passes, param_state.count)
                 if oldest == 0 or param_state.first < oldest:
@@ -308,6 +383,9 @@ class GradTracker:
         site = user_site()
         state.step_sites[site] += 1
         state.last_site = site
+        if consumed_params:
+            state.used_passes += passes
+            state.used_backward_sites.add(self.backward_site(newest_used))
         if state.evaluated:
             self._check_step(
                 state,
@@ -420,6 +498,69 @@ class GradTracker:
             details=dict(details or {}),
         )
 
+    def optimizer_named(self, label: str) -> torch.optim.Optimizer | None:
+        """The optimizer object behind a label such as "SGD" or "SGD#2"."""
+        for key, state in self.optimizers.items():
+            if state.label == label:
+                return self._optimizer_refs.get(key)
+        return None
+
+    def finish(self) -> None:
+        """Judge what only the whole run shows: gradient accumulation defeated by clearing (LL102)."""
+        consumed = self._consumed_checker()
+        for state in self.optimizers.values():
+            self._check_accumulation(state, consumed)
+
+    def _check_accumulation(self, state: OptimizerState, consumed: Callable[[int], bool]) -> None:
+        """LL102 at a clearing call that, before most steps, threw away gradients of backward passes
+        that no step of any optimizer ever used, from the same `backward()` whose gradients the
+        steps did use, and more of them than the steps used: the loop accumulates on purpose, and
+        the clearing defeats it."""
+        stepped = [d for d in state.discards if d.before_step < state.steps]
+        thrown = [
+            d
+            for d in stepped
+            if not consumed(d.first)
+            and not consumed(d.last)
+            and self.backward_site(d.last) in state.used_backward_sites
+        ]
+        by_site: dict[Site | None, list[_Discard]] = {}
+        for discard in thrown:
+            by_site.setdefault(discard.clear_site, []).append(discard)
+        for clear_site, discards in by_site.items():
+            steps_hit = len({d.before_step for d in discards})
+            if clear_site is None or steps_hit < 2 or steps_hit < DEFEATED_SHARE * state.steps:
+                continue
+            thrown_passes = sum(d.passes for d in discards)
+            if thrown_passes < state.used_passes:
+                continue  # a few left-over micro-batches cleared at an epoch's start: harmless
+            total = thrown_passes + state.used_passes
+            name = _receiver(clear_site, "zero_grad") or f"{state.label}"
+            step_name = _optimizer_name(state.last_site) or state.label
+            message = (
+                f"`{name}.zero_grad()` defeats the gradient accumulation: of "
+                f"{plural(total, 'backward pass', 'backward passes')}, it threw away the gradients of "
+                f"{thrown_passes} before any step used them, so the {plural(state.steps, 'step')} of "
+                f"`{step_name}` applied only {state.used_passes} of the {total}; clear the gradients "
+                f"right after `{step_name}.step()` instead"
+            )
+            step_sites = [site for site, _ in state.step_sites.most_common(2) if site is not None]
+            backward_sites = [s for s in state.used_backward_sites if s is not None][:2]
+            self.problems[("LL102", id(state), clear_site)] = GradProblem(
+                code="LL102",
+                site=clear_site,
+                optimizer=state.label,
+                first_step=min(d.before_step for d in discards) + 1,
+                message=message,
+                related=[*step_sites, *backward_sites],
+                details={
+                    "backward_passes": total,
+                    "steps": state.steps,
+                    "thrown_away": thrown_passes,
+                    "accumulation_defeated": True,
+                },
+            )
+
     def _mark_consumed(self, first: int, last: int) -> None:
         if self.consumed and first <= self.consumed[-1][1] + 1:
             self.consumed[-1][1] = max(self.consumed[-1][1], last)
@@ -430,3 +571,19 @@ class GradTracker:
     def was_consumed(self, backward_id: int) -> bool:
         """Whether an optimizer step used the gradients of this backward pass."""
         return any(first <= backward_id <= last for first, last in self.consumed)
+
+    def _consumed_checker(self) -> Callable[[int], bool]:
+        """`was_consumed` for many look-ups: the ranges sorted and merged once, then bisected."""
+        merged: list[list[int]] = []
+        for first, last in sorted(self.consumed):
+            if merged and first <= merged[-1][1] + 1:
+                merged[-1][1] = max(merged[-1][1], last)
+            else:
+                merged.append([first, last])
+        starts = [first for first, _ in merged]
+
+        def consumed(backward_id: int) -> bool:
+            index = bisect.bisect_right(starts, backward_id) - 1
+            return index >= 0 and backward_id <= merged[index][1]
+
+        return consumed
