@@ -466,6 +466,17 @@ def test_defeated_accumulation_confirms_a_static_ll102_on_the_same_clear(tmp_pat
 
 
 @pytest.mark.slow
+def test_the_static_ll102_for_defeated_accumulation_is_confirmed_by_looplint_run(tmp_path):
+    write_script(tmp_path, DEFEATED_ACCUMULATION)
+    result = run_looplint("train.py", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    (line,) = [line for line in result.stdout.splitlines() if ": LL102 " in line]
+    assert line.startswith("train.py:10:5: LL102 `optimizer.zero_grad()` runs on every iteration")
+    assert "(run time: `optimizer.zero_grad()` defeats the gradient accumulation" in line
+    assert line.endswith("[confirmed at run time]")
+
+
+@pytest.mark.slow
 def test_a_diverging_loss_names_the_confirmed_bug_not_the_learning_rate(tmp_path):
     write_script(
         tmp_path,

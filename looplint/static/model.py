@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import libcst as cst
@@ -76,6 +76,9 @@ APPEND = "append"  # xs.append(value)
 CREATE = "create"  # an optimizer is built: torch.optim.SGD(model.parameters(), ...)
 
 INLINE_DEPTH = 4
+# Events bound into one scope at most: a call tree that goes deeper than a training step's stays
+# unknown rather than costing more than the rest of the file.
+MAX_BOUND_EVENTS = 2000
 # Where a builtin name resolves when nothing in the file binds it.
 _BUILTINS = frozenset(
     {
@@ -146,7 +149,11 @@ class Event:
         return any(candidate is loop for candidate in self.loops)
 
     def but(self, **changes) -> Event:
-        return replace(self, **changes)
+        """A copy with some fields changed (cheaper than dataclasses.replace on a hot path)."""
+        copy = object.__new__(Event)
+        copy.__dict__.update(self.__dict__)
+        copy.__dict__.update(changes)
+        return copy
 
     def exclusive_with(self, other: Event) -> bool:
         """True when the two sit in different branches of the same `if`: both never run together."""
@@ -225,7 +232,7 @@ class Model:
         self.stepped: set[str] = set()  # receivers of X.step()
         self._backwarded: set[int] = set()
         self._keep_alive: list[Value] = []
-        self._expanded: dict[tuple[int, bool], list[Event]] = {}
+        self._expanded: dict[int, list[Event]] = {}
         self._summaries: dict[tuple[int, bool], FunctionSummary] = {}
         self._call_sites: dict[int, list[Event]] | None = None
         self.constructions: dict[tuple, cst.Call] = {}  # optimizer identity -> its construction
@@ -456,8 +463,8 @@ class Model:
 
     def summary(self, scope: Scope, local: bool = False) -> FunctionSummary:
         """What a function does to its parameters, `self` and the globals, and what it returns.
-        A `local` summary binds only the calls into this file (what other modules get: they bind
-        its calls into further modules themselves, when they need them)."""
+        A `local` summary binds none of its calls (what other modules get: they bind the calls
+        themselves, those they reach, when they need them)."""
         from looplint.static.summaries import summarize
 
         key = (id(scope), local)
@@ -469,34 +476,32 @@ class Model:
 
     def events(self, scope: Scope) -> list[Event]:
         """The scope's events with calls to project functions bound in (cached)."""
-        return self._events(scope, local=False)
-
-    def local_events(self, scope: Scope) -> list[Event]:
-        """The same, with only the calls into this file bound."""
-        return self._events(scope, local=True)
-
-    def _events(self, scope: Scope, local: bool) -> list[Event]:
-        key = (id(scope), local)
-        cached = self._expanded.get(key)
+        cached = self._expanded.get(id(scope))
         if cached is None:
-            self._expanded[key] = []  # a recursive call sees no events, not a loop
-            cached = list(self._expand(scope.events, (scope.key,), 0, local))
-            self._expanded[key] = cached
+            self._expanded[id(scope)] = []  # a recursive call sees no events, not a loop
+            budget = [MAX_BOUND_EVENTS]
+            cached = list(self._expand(scope.events, (scope.key,), 0, budget))
+            self._expanded[id(scope)] = cached
         return cached
 
-    def _expand(self, events, stack: tuple[str, ...], depth: int, local: bool) -> Iterator[Event]:
+    def local_events(self, scope: Scope) -> list[Event]:
+        """The scope's own events, no call bound."""
+        return scope.events
+
+    def _expand(self, events, stack: tuple[str, ...], depth: int, budget: list[int]) -> Iterator[Event]:
         for event in events:
             if event.kind == BACKWARD and depth and self.mark_backward(event.value):
                 self.evaluator.memo.clear()  # a callee's backward made an argument a loss
-            if event.kind != CALL or event.data.get("bound") or depth >= INLINE_DEPTH:
+            if event.kind != CALL or event.data.get("bound") or depth >= INLINE_DEPTH or budget[0] <= 0:
                 yield event
                 continue
-            callee, summary = self.callee(event, local)
+            callee, summary = self.callee(event)
             if summary is None or summary.events is None or summary.key in stack:
                 yield event
                 continue
+            budget[0] -= len(summary.events)
             yield event.but(data={**event.data, "bound": True})
-            yield from self._expand(summary.bind_events(event, self), (*stack, summary.key), depth + 1, local)
+            yield from self._expand(summary.bind_events(event, self), (*stack, summary.key), depth + 1, budget)
 
     def call_sites(self, scope: Scope) -> list[Event]:
         """The calls of this module that resolve to the scope (a helper or method)."""
