@@ -34,6 +34,12 @@ def _parser() -> argparse.ArgumentParser:
     lr.add_argument("--max-lr", type=float, default=10.0)
     lr.add_argument("--steps", type=_positive_int, default=100)
     lr.add_argument(
+        "--trial-steps",
+        type=_non_negative_int,
+        default=40,
+        help="steps of each confirmation trial after the range test (0: the curve alone)",
+    )
+    lr.add_argument(
         "--out-dir",
         default="looplint-lr-find",
         help="where the range test writes its plot and TensorBoard scalars",
@@ -48,6 +54,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
     return value
 
 
@@ -250,6 +266,7 @@ def _lr_find(args: argparse.Namespace, script_args: list[str]) -> int:
         min_lr=args.min_lr,
         max_lr=args.max_lr,
         steps=args.steps,
+        trial_steps=args.trial_steps,
         fmt=args.format,
         out_dir=args.out_dir,
     )
