@@ -200,7 +200,14 @@ def test_through_looplint_run(script, tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)["lr_find"]
     assert code == 0
     assert len(report["groups"]) == 2 and report["suggested_index"] is not None
+    assert report["trials"] and report["groups"][0]["verdict"] is not None
     assert (out / "lr_find.png").exists()
+    # --trial-steps 0: the curve alone.
+    code = main([*argv, "--trial-steps", "0", "--out-dir", str(out), "--", str(tmp_path / "used.json")])
+    report = json.loads(capsys.readouterr().out)["lr_find"]
+    assert code == 0 and report["trials"] == [] and report["confidence"] == "low"
+    assert main([*argv, "--trial-steps", "-1"]) == 2
+    assert "--trial-steps: expected a non-negative integer, got '-1'" in capsys.readouterr().err
 
 
 def test_script_that_ends_before_the_test(tmp_path, capsys):
