@@ -1,16 +1,17 @@
 """Does the LR suggestion hold up? Train with it, with three published rules, and with a grid of LRs.
 
-For each task of `lr_tasks.py` and each seed: run `looplint.lr_find` (range test and trials),
-then train from the same initial weights for the task's fixed budget with (a) our suggestion,
-(b) our curve's estimate alone, before the trials (what the trials add), (c) the rules of
+For each task of `lr_tasks.py` and each seed: run `looplint.lr_find` with its confirmation
+trials, then train from the same initial weights for the task's fixed budget with (a) the
+curve's estimate (`lr_find`'s default answer), (b) the suggestion after the trials
+(`trial_steps=40`), (c) looplint's previous rule (60% of the deepest valley), (d) the rules of
 torch-lr-finder, PyTorch Lightning and fastai, re-implemented from their documented
-definitions and applied to the same recorded range test, and (d) each of 10 log-spaced grid
+definitions, all applied to the same recorded range test, and (e) each of 10 log-spaced grid
 LRs. Rank = 1 + the number of grid LRs with a lower final validation loss (held-out data).
 Goal: rank <= 2 on every run. The rules are tuned on the tuned half only; the held-out half is
 only ever reported.
 
 With `--schedule onecycle` (or `cosine`) every run trains with that schedule peaking at its LR,
-and ours is the peak our schedule advice gives (3x the suggestion for one-cycle).
+and ours is the peak our schedule advice gives (3x the constant-LR answer for one-cycle).
 
 Run:  python benchmarks/bench_lr_find.py [--half both|tuned|held-out] [--seeds 3] [--tasks a,b]
       [--steps 100] [--schedule constant|onecycle|cosine] [--grid-cache FILE]
@@ -30,12 +31,13 @@ from lr_tasks import HELD_OUT, TUNED, Task
 from torch.utils.data import DataLoader
 
 from looplint.lrfind import lr_find
-from looplint.lrfind.curve import smooth
+from looplint.lrfind.curve import smooth, smoothed_curve
 from looplint.lrfind.schedules import peak_factor
 
 GRID = [10 ** (-4 + 4 * i / 9) for i in range(10)]  # 1e-4 ... 1, x2.78 apart
+TRIAL_STEPS = 40
 SCHEDULERS = {"onecycle": "OneCycleLR", "cosine": "CosineAnnealingLR"}
-METHODS = ("ours", "curve only", "torch-lr-finder", "lightning", "fastai")
+METHODS = ("curve", "+ trials", "previous", "torch-lr-finder", "lightning", "fastai")
 
 
 def loader(task: Task, seed: int) -> DataLoader:
@@ -124,6 +126,35 @@ def fastai_valley_rule(lrs: list[float], raw: list[float], num_it: int = 100) ->
     return lrs[max_start + int(sections) + int(sections / 2)]
 
 
+def previous_rule(lrs: list[float], raw: list[float]) -> float | None:
+    """looplint's own previous rule, for comparison: on the forward-backward smoothed curve, up
+    to its lowest point, the deepest run of falling loss (slope against log10 LR), and the LR
+    where 60% of that run's drop is covered (the default 100-step ramp needs no correction)."""
+    curve, n = smoothed_curve(raw, 0.9)
+    xs, ys = [math.log10(lr) for lr in lrs[:n]], curve[:n]
+    floor = min(range(n), key=ys.__getitem__)
+    if floor < 2:
+        return None
+    slopes = [
+        (ys[min(i + 1, floor)] - ys[max(i - 1, 0)]) / (xs[min(i + 1, floor)] - xs[max(i - 1, 0)])
+        for i in range(floor + 1)
+    ]
+    runs, start = [], None
+    for i, slope in enumerate(slopes + [0.0]):
+        if slope < 0 and start is None:
+            start = i
+        elif slope >= 0 and start is not None:
+            runs.append((start, i - 1))
+            start = None
+    if not runs:
+        return None
+    first, last = max(runs, key=lambda run: (ys[run[0]] - ys[run[1]], run[1] - run[0]))
+    drop = ys[first] - ys[last]
+    if drop <= 0.01 * max(abs(ys[first]), 1e-12):
+        return None
+    return lrs[next(i for i in range(first, last + 1) if ys[i] <= ys[first] - 0.6 * drop)]
+
+
 # --- the run ------------------------------------------------------------------------------------
 
 
@@ -134,15 +165,19 @@ def rank(value: float, grid_values: list[float]) -> int:
 def run_one(task: Task, seed: int, steps: int, schedule: str, grid_cache: dict, key: str) -> dict:
     model = task.make_model()
     optimizer = task.make_optimizer(list(model.parameters()), 1e-3)
-    result = lr_find(model, optimizer, task.criterion, loader(task, seed), steps=steps)
+    result = lr_find(
+        model, optimizer, task.criterion, loader(task, seed), steps=steps, trial_steps=TRIAL_STEPS
+    )
     lrs, raw = result.lrs, result.raw_losses
     # Our advice for the peak of a schedule (looplint.lrfind.schedules); the published rules
     # give one LR, used as the peak.
     factor = peak_factor(SCHEDULERS[schedule]) if schedule != "constant" else 1.0
-    ours, curve = result.suggested_lr[0], result.curve_lr
+    curve, trials = result.curve_lr, result.suggested_lr[0]
+    previous = previous_rule(lrs, raw)
     picks = {
-        "ours": None if ours is None else ours * factor,
-        "curve only": None if curve is None else curve * factor,
+        "curve": None if curve is None else curve * factor,
+        "+ trials": None if trials is None else trials * factor,
+        "previous": None if previous is None else previous * factor,
         "torch-lr-finder": torch_lr_finder_rule(lrs, raw),
         "lightning": lightning_rule(lrs, raw),
         "fastai": fastai_valley_rule(lrs, raw),
@@ -160,16 +195,14 @@ def run_one(task: Task, seed: int, steps: int, schedule: str, grid_cache: dict, 
             trained[lr] = train(task, lr, seed, schedule)
         ranks[method] = rank(trained[lr], grid_values)
     best = min(range(len(GRID)), key=grid_values.__getitem__)
-    ours = picks["ours"]
     return {
         "picks": picks,
         "ranks": ranks,
         "best_lr": GRID[best],
         "best_value": grid_values[best],
-        "ours_value": trained.get(ours, math.inf) if ours else math.inf,
-        "cost": len(lrs) + result.trial_steps,
-        "eval_batches": result.eval_batches,
-        "confidence": result.confidence,
+        "curve_value": trained.get(picks["curve"], math.inf),
+        "range_steps": len(lrs),
+        "trial_steps": result.trial_steps,
     }
 
 
@@ -200,14 +233,14 @@ def main() -> None:
     header = (
         f"{'task':<30}{'seed':>4}{'best grid':>10}"
         + "".join(f"{m:>{max(len(m), 9) + 2}}" for m in METHODS)
-        + f"{'steps':>7}{'val ours/best':>15}"
+        + f"{'steps':>9}{'val curve/best':>16}"
     )
     summary: dict[str, dict[str, list]] = {}
     for half in chosen:
         print(f"\n{half} half")
         print(header)
         print("-" * len(header))
-        rows = summary.setdefault(half, {m: [] for m in (*METHODS, "cost")})
+        rows = summary.setdefault(half, {m: [] for m in (*METHODS, "range", "trials")})
         for name, make in halves[half].items():
             if args.tasks and name not in args.tasks.split(","):
                 continue
@@ -221,17 +254,19 @@ def main() -> None:
                     rows[method].append(r)
                     text = "-" if lr is None else f"{lr:.2g} {r}"
                     cells += f"{text:>{max(len(method), 9) + 2}}"
-                rows["cost"].append(row["cost"])
+                rows["range"].append(row["range_steps"])
+                rows["trials"].append(row["trial_steps"])
+                steps = f"{row['range_steps']}+{row['trial_steps']}"
                 print(
-                    f"{task.name:<30}{seed:>4}{row['best_lr']:>10.2g}{cells}{row['cost']:>7}"
-                    f"{row['ours_value']:>8.3f}/{row['best_value']:.3f}",
+                    f"{task.name:<30}{seed:>4}{row['best_lr']:>10.2g}{cells}{steps:>9}"
+                    f"{row['curve_value']:>9.3f}/{row['best_value']:.3f}",
                     flush=True,
                 )
                 if args.grid_cache:
                     args.grid_cache.write_text(json.dumps(cache))
     print()
     for half, rows in summary.items():
-        count = len(rows["ours"])
+        count = len(rows["curve"])
         if not count:
             continue
         print(f"{half} half ({count} runs): top-2 of the grid / median rank / mean rank")
@@ -242,7 +277,8 @@ def main() -> None:
                 f"{statistics.median(ranks):>8.1f}{statistics.fmean(ranks):>8.2f}"
             )
         print(
-            f"  cost of ours: {statistics.fmean(rows['cost']):.0f} optimizer steps on average (range test + trials)"
+            f"  cost: {statistics.fmean(rows['range']):.0f} range-test steps (every rule), "
+            f"+{statistics.fmean(rows['trials']):.0f} trial steps (+ trials) on average"
         )
     print(f"{time.perf_counter() - started:.0f} s wall, {time.process_time() - cpu_started:.0f} s CPU")
 

@@ -42,12 +42,13 @@ def test_suggestion_lands_below_the_divergence_bound_of_linear_regression():
     loader, x, y = regression()
     model = nn.Linear(4, 1, bias=False)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-    result = lr_find(model, optimizer, nn.MSELoss(), loader)
+    result = lr_find(model, optimizer, nn.MSELoss(), loader, trial_steps=40)
     bound = 2 / torch.linalg.eigvalsh(2 * x.T @ x / len(x)).max().item()
 
     assert result.stop_reason == "diverged"
     (suggested,) = result.suggested_lr
     assert bound / 30 < suggested < bound, (suggested, bound)
+    assert bound / 30 < result.curve_lr < bound, (result.curve_lr, bound)  # the curve's own answer
     assert result.confidence == "high"
     # The curve's lowest point sits at the stability edge the Hessian predicts.
     lowest = min(range(len(result.losses)), key=lambda i: result.losses[i])
@@ -81,18 +82,19 @@ def isotropic_regression(seed: int = 0):
     return DataLoader(TensorDataset(x, y), batch_size=256, shuffle=True, generator=g)
 
 
+@pytest.mark.parametrize("trial_steps", [0, 40])
 @pytest.mark.parametrize(
     ("own_lr", "verdict", "words"),
     [
         (1e-3, "too small", "below the suggested"),
-        (0.3, "good", "within the good range"),
+        (0.15, "good", "within the good range"),
         (3.0, "too large", "where the loss diverged"),
     ],
 )
-def test_verdict_on_the_users_lr_against_a_known_good_band(own_lr, verdict, words):
+def test_verdict_on_the_users_lr_against_a_known_good_band(own_lr, verdict, words, trial_steps):
     model = nn.Linear(8, 1, bias=False)
     optimizer = torch.optim.SGD(model.parameters(), lr=own_lr)
-    result = lr_find(model, optimizer, nn.MSELoss(), isotropic_regression())
+    result = lr_find(model, optimizer, nn.MSELoss(), isotropic_regression(), trial_steps=trial_steps)
 
     (group,) = result.groups
     assert group.verdict == verdict, group.verdict_text
@@ -101,12 +103,12 @@ def test_verdict_on_the_users_lr_against_a_known_good_band(own_lr, verdict, word
     # The good range lies inside the known band (give or take one step of the search) and
     # holds its middle.
     low, high = group.good_range
-    assert 0.04 / 3 < low < 0.3 < high < 3.0
+    assert 0.04 / 3 < low < 0.15 < high < 3.0
     assert 0.04 / 1.5 < group.suggested_lr < 1.0
     data = json.loads(json.dumps(result.to_dict()))
     assert data["groups"][0]["verdict"] == verdict
     assert data["confidence"] == "high"
-    if verdict == "too small":
+    if verdict == "too small" and trial_steps:
         # The evidence is a trial at the user's own LR, from the same initial weights.
         assert any(math.isclose(t.lr, own_lr) for t in result.trials)
         assert "in 40-step trials from your initial weights, lr 0.001 reached a held-out loss of" in (
@@ -121,7 +123,7 @@ def test_random_labels_give_no_reliable_suggestion():
     model = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 4))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     loader = DataLoader(TensorDataset(x, y), batch_size=64, shuffle=True, generator=g)
-    result = lr_find(model, optimizer, nn.CrossEntropyLoss(), loader)
+    result = lr_find(model, optimizer, nn.CrossEntropyLoss(), loader, trial_steps=40)
 
     assert result.suggested_lr == [None]
     assert result.confidence == "none" and result.groups[0].verdict is None
@@ -181,7 +183,7 @@ def test_model_and_optimizer_state_are_restored_after_the_trials(make_optimizer)
     model.eval()
     before = _snapshot(model, optimizer)
 
-    result = lr_find(model, optimizer, nn.CrossEntropyLoss(), loader, steps=40)
+    result = lr_find(model, optimizer, nn.CrossEntropyLoss(), loader, steps=40, trial_steps=40)
 
     assert len(result.lrs) > 10 and len(result.trials) >= 3  # the test and the trials really trained
     _assert_same(before, _snapshot(model, optimizer))
@@ -209,7 +211,7 @@ def test_every_trial_starts_from_the_same_initial_state(monkeypatch):
     model = nn.Sequential(nn.Linear(6, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 2))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     loader = DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True)
-    result = lr_find(model, optimizer, nn.CrossEntropyLoss(), loader, steps=30)
+    result = lr_find(model, optimizer, nn.CrossEntropyLoss(), loader, steps=30, trial_steps=40)
     first, second = result.trials
     assert first.lr == second.lr == 0.05 and first.steps == 40
     assert first.losses == second.losses
@@ -262,7 +264,7 @@ def test_steps_limit_and_exponential_schedule():
 def test_to_dict_repr_and_plot(tmp_path):
     loader, _, _ = regression()
     model = nn.Linear(4, 1)
-    result = lr_find(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.MSELoss(), loader)
+    result = lr_find(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.MSELoss(), loader, trial_steps=40)
     data = json.loads(json.dumps(result.to_dict()))
     assert data["groups"][0]["suggested_lr"] == result.suggested_lr[0]
     assert data["stop_reason"] == result.stop_reason
@@ -460,13 +462,26 @@ def test_the_ramp_speed_moves_the_answer_by_less_than_one_search_step():
     assert max(suggestions) / min(suggestions) < STEP, suggestions
 
 
-def test_curve_alone_when_the_trials_are_off():
+def test_by_default_the_curve_alone_answers():
     loader, _, _ = regression()
     model = nn.Linear(4, 1, bias=False)
-    result = lr_find(model, torch.optim.SGD(model.parameters(), lr=0.01), nn.MSELoss(), loader, trial_steps=0)
-    assert result.trials == [] and result.trial_steps == 0
-    assert result.suggested_lr == [result.curve_lr] and result.confidence == "low"
-    assert "from the curve alone" in result.reason
+    result = lr_find(model, torch.optim.SGD(model.parameters(), lr=0.01), nn.MSELoss(), loader)
+    assert result.trials == [] and result.trial_steps == 0 and result.eval_batches == 0
+    assert result.suggested_lr == [result.curve_lr] and result.confidence == "high"
+    assert result.reason.endswith("the suggestion is 1/10 of that lr")
+    low, high = result.good_range
+    assert low == pytest.approx(result.curve_lr / 3) and high == pytest.approx(result.curve_lr * 3)
+
+
+def test_a_curve_still_falling_at_max_lr_gives_low_confidence():
+    loader, _, _ = regression()
+    model = nn.Linear(4, 1, bias=False)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    result = lr_find(model, optimizer, nn.MSELoss(), loader, min_lr=1e-6, max_lr=0.05, steps=60)
+    assert result.stop_reason == "steps"
+    assert result.confidence == "low" and result.suggested_lr[0] is not None
+    assert "low confidence: it was still falling at the largest lr tried (0.05)" in result.reason
+    assert "(low confidence: see why)" in result.groups[0].verdict_text
 
 
 def test_plot_without_matplotlib_says_what_to_install(monkeypatch, tmp_path):

@@ -112,6 +112,7 @@ def test_text_report_and_divergence_stop(script, tmp_path, capsys):
         min_lr=1e-4,
         max_lr=1e4,
         steps=200,
+        trial_steps=40,
         fmt="text",
         out_dir=str(tmp_path / "out"),
     )
@@ -200,12 +201,12 @@ def test_through_looplint_run(script, tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)["lr_find"]
     assert code == 0
     assert len(report["groups"]) == 2 and report["suggested_index"] is not None
-    assert report["trials"] and report["groups"][0]["verdict"] is not None
+    assert report["trials"] == [] and report["groups"][0]["verdict"] is not None  # the curve alone
     assert (out / "lr_find.png").exists()
-    # --trial-steps 0: the curve alone.
-    code = main([*argv, "--trial-steps", "0", "--out-dir", str(out), "--", str(tmp_path / "used.json")])
+    # --trial-steps 40: the confirmation trials.
+    code = main([*argv, "--trial-steps", "40", "--out-dir", str(out), "--", str(tmp_path / "used.json")])
     report = json.loads(capsys.readouterr().out)["lr_find"]
-    assert code == 0 and report["trials"] == [] and report["confidence"] == "low"
+    assert code == 0 and len(report["trials"]) >= 3 and report["cost"]["trial_steps"] > 0
     assert main([*argv, "--trial-steps", "-1"]) == 2
     assert "--trial-steps: expected a non-negative integer, got '-1'" in capsys.readouterr().err
 
@@ -273,7 +274,9 @@ def test_every_trial_starts_from_the_initial_state_in_place(tmp_path, capsys):
     path = tmp_path / "full_batch.py"
     path.write_text(FULL_BATCH)
     log_path = tmp_path / "log.json"
-    code = run_lr_find_script(str(path), [str(log_path)], steps=60, fmt="json", out_dir=str(tmp_path / "out"))
+    code = run_lr_find_script(
+        str(path), [str(log_path)], steps=60, trial_steps=40, fmt="json", out_dir=str(tmp_path / "out")
+    )
     report = json.loads(capsys.readouterr().out)["lr_find"]
     log = json.loads(log_path.read_text())
     assert code == 0 and len(report["trials"]) >= 3
@@ -308,7 +311,7 @@ y = x @ torch.randn(8, 1, generator=g) + 0.1 * torch.randn(2048, 1, generator=g)
 model = nn.Linear(8, 1, bias=False)
 optimizer = torch.optim.SGD(model.parameters(), lr=lr)
 if schedule == "onecycle":
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=5000)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=5000, cycle_momentum=False)
 elif schedule == "cosine":
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=5000)
 else:
@@ -327,17 +330,20 @@ for epoch in range(1000):
 
 
 @pytest.mark.parametrize(
-    ("own_lr", "verdict", "words"),
+    ("own_lr", "verdict", "words", "trial_steps"),
     [
-        (1e-3, "too small", "below the suggested"),
-        (0.3, "good", "within the good range"),
-        (3.0, "too large", "where the loss diverged"),
+        (1e-3, "too small", "below the suggested", 0),
+        (0.15, "good", "within the good range", 0),
+        (3.0, "too large", "where the loss diverged", 0),
+        (1e-3, "too small", "in 40-step trials from your initial weights, lr 0.001 reached", 40),
     ],
 )
-def test_verdict_on_the_scripts_own_lr(tmp_path, capsys, own_lr, verdict, words):
+def test_verdict_on_the_scripts_own_lr(tmp_path, capsys, own_lr, verdict, words, trial_steps):
     path = tmp_path / "regression.py"
     path.write_text(REGRESSION)
-    code = run_lr_find_script(str(path), [str(own_lr)], fmt="json", out_dir=str(tmp_path / "out"))
+    code = run_lr_find_script(
+        str(path), [str(own_lr)], trial_steps=trial_steps, fmt="json", out_dir=str(tmp_path / "out")
+    )
     report = json.loads(capsys.readouterr().out)["lr_find"]
     (group,) = report["groups"]
     assert code == 0
@@ -345,8 +351,9 @@ def test_verdict_on_the_scripts_own_lr(tmp_path, capsys, own_lr, verdict, words)
     assert words in group["verdict_text"] and f"your lr {own_lr:.3g}" in group["verdict_text"]
     assert report["confidence"] == "high"
     low, high = group["good_range"]
-    assert 0.04 / 3 < low < 0.3 < high < 3.0
+    assert 0.04 / 3 < low < 0.15 < high < 3.0
     assert group["schedule"] is None
+    assert len(report["trials"]) >= (3 if trial_steps else 0)
 
 
 @pytest.mark.parametrize(

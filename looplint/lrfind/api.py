@@ -11,7 +11,7 @@ from typing import Any
 from looplint.lrfind.curve import DivergenceTracker, check_range, exponential_lrs, read_curve
 from looplint.lrfind.groups import ScheduledOptimizer
 from looplint.lrfind.result import LRFindResult
-from looplint.lrfind.suggestion import EVAL_BATCHES, MAX_TRIALS, TRIAL_STEPS, build_result
+from looplint.lrfind.suggestion import EVAL_BATCHES, MAX_TRIALS, build_result
 from looplint.lrfind.trials import TrialSearch
 
 
@@ -27,21 +27,22 @@ def lr_find(
     device: Any = None,
     diverge_factor: float = 4.0,
     smoothing: float = 0.9,
-    trial_steps: int = TRIAL_STEPS,
+    trial_steps: int = 0,
     eval_batches: int = EVAL_BATCHES,
     max_trials: int = MAX_TRIALS,
 ) -> LRFindResult:
-    """Run an LR range test and short confirmation trials; restore the model and optimizer after.
+    """Run an LR range test (and, if asked, confirmation trials); restore the model and optimizer.
 
     Range test: each step sets every parameter group's LR on an exponential schedule from
     min_lr to max_lr (groups keep their ratios to the largest one), trains on one batch, and
     records the loss of the next batch. It stops after `steps` updates, or earlier when the
     smoothed loss exceeds `diverge_factor` x its best value or a loss is non-finite.
 
-    Trials: from the same initial state, up to `max_trials` runs of `trial_steps` steps at
-    constant candidate LRs around the curve's estimate (and one at the optimizer's own LR), each
-    judged by its mean loss on `eval_batches` batches it never trained on (the same batches for
-    every trial). `trial_steps=0` skips them and answers from the curve alone.
+    Trials (`trial_steps > 0`; 40 is the tested length): from the same initial state, up to
+    `max_trials` runs of `trial_steps` steps at constant candidate LRs around the curve's
+    estimate (and one at the optimizer's own LR), each judged by its mean loss on
+    `eval_batches` batches it never trained on (the same batches for every trial). The default,
+    0, answers from the curve alone.
 
     Batches are `(inputs..., target)` tuples: the loss is `criterion(model(*inputs), target)`;
     tensors are moved to `device` (default: the device of the model's first parameter).

@@ -29,7 +29,6 @@ from looplint.lrfind.schedules import peak_lr
 from looplint.lrfind.suggestion import (
     EVAL_BATCHES,
     MAX_TRIALS,
-    TRIAL_STEPS,
     GroupSchedule,
     build_result,
 )
@@ -290,7 +289,7 @@ def run_lr_find_script(
     min_lr: float = 1e-7,
     max_lr: float = 10.0,
     steps: int = 100,
-    trial_steps: int = TRIAL_STEPS,
+    trial_steps: int = 0,
     fmt: str = "text",
     out_dir: str = "looplint-lr-find",
 ) -> int:
@@ -299,7 +298,7 @@ def run_lr_find_script(
 
     Returns the script's own non-zero exit code if it failed, 2 on bad input, 1 when no LR
     could be suggested, else 0. With fmt="json" the script's own output goes to stderr so that
-    stdout holds only the JSON report. `trial_steps=0` skips the trials.
+    stdout holds only the JSON report. `trial_steps` > 0 adds the confirmation trials.
     """
     problem = _check_inputs(script, min_lr, max_lr, steps, fmt, trial_steps)
     if problem:
