@@ -36,8 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     lr.add_argument(
         "--trial-steps",
         type=_non_negative_int,
-        default=40,
-        help="steps of each confirmation trial after the range test (0: the curve alone)",
+        default=0,
+        help="steps of each confirmation trial after the range test (default 0: none; 40 is the tested length)",
     )
     lr.add_argument(
         "--out-dir",
