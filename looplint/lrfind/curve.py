@@ -11,10 +11,8 @@ from dataclasses import dataclass
 
 # The curve's estimate is the LR of its lowest point divided by this (see `read_curve`).
 FLOOR_SHARE = 10.0
-# A smoothed loss that falls less than this share of its starting level gives no estimate...
+# A smoothed loss that falls less than this share of its starting level gives no estimate.
 MIN_RELATIVE_DROP = 0.1
-# ... and one that falls less than this share gives one with low confidence.
-CLEAR_DROP = 0.25
 # Fewer recorded points than this cannot show a valley worth trusting.
 MIN_POINTS = 8
 
@@ -115,9 +113,9 @@ def read_curve(lrs: list[float], raw_losses: list[float], beta: float) -> CurveR
        from the floor varies from 2x to 200x between tasks (benchmarks/bench_lr_find.py).
     4. A loss that falls less than MIN_RELATIVE_DROP of its starting level, or by less than the
        noise of single batches, gives no estimate: a curve like that (random labels, a model
-       that cannot learn) has a lowest point anyway, somewhere in the noise. A drop under
-       CLEAR_DROP, or a floor at the very end of the range (the loss never turned up, so where
-       training breaks is unknown), gives an estimate with low confidence.
+       that cannot learn) has a lowest point anyway, somewhere in the noise. A floor the loss
+       never rose from (still falling at max_lr: where training breaks is unknown, so the
+       estimate is only a lower bound) gives an estimate with low confidence.
     """
     curve, n = smoothed_curve(raw_losses, beta)
     recorded = next((i for i, v in enumerate(raw_losses) if not math.isfinite(v)), len(raw_losses))
@@ -177,19 +175,15 @@ def read_curve(lrs: list[float], raw_losses: list[float], beta: float) -> CurveR
     lr = lrs[floor] / FLOOR_SHARE
     index = min(range(n), key=lambda i: abs(math.log(lrs[i] / lr)))
     reason = f"{fell}; the suggestion is 1/{FLOOR_SHARE:g} of that lr"
-    doubts = []
-    if relative < CLEAR_DROP:
-        doubts.append(f"the loss falls only {relative:.0%}")
-    after = [v for v in list(curve[floor + 1 :]) + list(raw_losses[floor + 1 :])]
+    after = list(curve[floor + 1 :]) + list(raw_losses[floor + 1 :])
     margin = max(noise, MIN_RELATIVE_DROP * abs(ys[floor]))
-    if not any(not math.isfinite(v) or v > ys[floor] + margin for v in after):
-        doubts.append(
-            f"it was still falling at the largest lr tried ({lrs[len(curve) - 1]:.2g}), so the point where "
-            "training breaks was never reached (raise max_lr)"
+    rose = any(not math.isfinite(v) or v > ys[floor] + margin for v in after)
+    if not rose:
+        reason += (
+            f"; low confidence: it was still falling at the largest lr tried ({lrs[len(curve) - 1]:.2g}), so "
+            "the point where training breaks was never reached (raise max_lr)"
         )
-    if doubts:
-        reason += "; low confidence: " + " and ".join(doubts)
-    return CurveReading(lr, index, floor, reason, curve, relative, "low" if doubts else "high")
+    return CurveReading(lr, index, floor, reason, curve, relative, "high" if rose else "low")
 
 
 def _noise(raw: list[float], smoothed: list[float]) -> float:

@@ -484,10 +484,10 @@ def _render_text(result: LRFindResult) -> str:
             for t in sorted(result.trials, key=lambda t: t.lr)
         )
         lines.append(f"  trials (lr: held-out loss; before: {result.baseline_loss:.4g}): {tried}")
-    lines.append(
-        f"  cost: {len(result.lrs)} range-test steps + {result.trial_steps} trial steps"
-        + (" (held-out batches included, at lr 0)" if result.trials else "")
-    )
+    cost = f"  cost: {len(result.lrs)} range-test steps"
+    if result.trials:
+        cost += f" + {result.trial_steps} trial steps (held-out batches included, at lr 0)"
+    lines.append(cost)
     if result.extra.get("plot"):
         lines.append(f"  plot: {result.extra['plot']}")
     if result.extra.get("tensorboard"):
