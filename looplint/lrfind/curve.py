@@ -96,8 +96,10 @@ class CurveReading:
     reason: str
     curve: list[float]  # the smoothed losses (see `smoothed_curve`)
     relative_drop: float = 0.0  # how far the smoothed loss fell, as a share of where it started
-    # "high": a clear drop and a clear floor; "low": an estimate on a weak curve; "none": none.
+    # "high": a clear drop and a floor the loss rose from; "low": an estimate whose floor the
+    # loss never rose from; "none": no estimate.
     confidence: str = "none"
+    finding: str = ""  # what the curve shows, without the conclusion
 
 
 def read_curve(lrs: list[float], raw_losses: list[float], beta: float) -> CurveReading:
@@ -183,7 +185,7 @@ def read_curve(lrs: list[float], raw_losses: list[float], beta: float) -> CurveR
             f"; low confidence: it was still falling at the largest lr tried ({lrs[len(curve) - 1]:.2g}), so "
             "the point where training breaks was never reached (raise max_lr)"
         )
-    return CurveReading(lr, index, floor, reason, curve, relative, "high" if rose else "low")
+    return CurveReading(lr, index, floor, reason, curve, relative, "high" if rose else "low", fell)
 
 
 def _noise(raw: list[float], smoothed: list[float]) -> float:

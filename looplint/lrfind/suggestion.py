@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from looplint.lrfind.curve import CurveReading
+from looplint.lrfind.curve import FLOOR_SHARE, CurveReading
 from looplint.lrfind.groups import ScheduledOptimizer
 from looplint.lrfind.result import GroupResult, LRFindResult
 from looplint.lrfind.trials import STEP, TrialSearch
@@ -49,9 +49,10 @@ def build_result(
     if search is not None and search.trials:
         outcome = search.outcome()
         lr, good_range, confidence = outcome.lr, outcome.good_range, outcome.confidence
-        reason = f"{reading.reason}; {outcome.reason}" if outcome.lr is not None else outcome.reason
-        if outcome.lr is None:
-            reason += f" (the curve: {reading.reason})"
+        if outcome.lr is not None:
+            reason = f"{reading.finding}; the trials start at 1/{FLOOR_SHARE:g} of that lr; {outcome.reason}"
+        else:
+            reason = f"{outcome.reason} (the curve: {reading.finding})"
         blown = [t.lr for t in search.trials if t.diverged]
         if blown:
             diverged = min(blown + ([diverged] if diverged else []))
