@@ -76,15 +76,25 @@ def _curve(axes, result: LRFindResult) -> None:
     low, high = min(body), max(list(raws[: floor + 1]) + list(smoothed[: floor + 1]))
     margin = 0.06 * (high - low or abs(high) or 1.0)
     axes.set_ylim(low - margin, high + margin)
+    axes.plot(
+        [lrs[floor]],
+        [smoothed[floor]],
+        "v",
+        color="C0",
+        markersize=7,
+        label=f"lowest smoothed loss (lr {lrs[floor]:.2g})",
+    )
     if max(raws) > high + margin:
-        axes.annotate(
-            "loss off the chart (diverging)",
-            xy=(lrs[-1], high + margin),
-            xytext=(-4, -12),
-            textcoords="offset points",
+        axes.text(
+            0.99,
+            0.97,
+            "diverging: loss off the chart",
+            transform=axes.transAxes,
             ha="right",
+            va="top",
             fontsize=8,
             color=DIVERGED,
+            bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85},
         )
 
 
