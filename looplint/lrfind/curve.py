@@ -143,7 +143,8 @@ def read_curve(lrs: list[float], raw_losses: list[float], beta: float) -> CurveR
                 None,
                 None,
                 floor,
-                f"the smoothed loss stays flat around {ys[0]:.4g} up to lr {lrs[rise - 1]:.2g} and only rises "
+                f"the smoothed loss stays flat around {sorted(curve[:rise])[rise // 2]:.4g} up to lr "
+                f"{lrs[rise - 1]:.2g} and only rises "
                 "after: it never falls, so there is no LR to suggest (labels unrelated to the inputs? "
                 "a frozen model? a loss that cannot fall further?)",
                 curve,

@@ -76,14 +76,15 @@ def _curve(axes, result: LRFindResult) -> None:
     low, high = min(body), max(list(raws[: floor + 1]) + list(smoothed[: floor + 1]))
     margin = 0.06 * (high - low or abs(high) or 1.0)
     axes.set_ylim(low - margin, high + margin)
-    axes.plot(
-        [lrs[floor]],
-        [smoothed[floor]],
-        "v",
-        color="C0",
-        markersize=7,
-        label=f"lowest smoothed loss (lr {lrs[floor]:.2g})",
-    )
+    if result.suggested_index is not None:  # without an answer the lowest point is only noise
+        axes.plot(
+            [lrs[floor]],
+            [smoothed[floor]],
+            "v",
+            color="C0",
+            markersize=7,
+            label=f"lowest smoothed loss (lr {lrs[floor]:.2g})",
+        )
     if max(raws) > high + margin:
         axes.text(
             0.99,
