@@ -91,11 +91,9 @@ class CurveReading:
     """What the range test curve says: where the loss was lowest, a first estimate, and why."""
 
     lr: float | None  # the curve's estimate (reference LR), None when the curve gives none
-    index: int | None  # the recorded step nearest that estimate
     floor_index: int | None  # where the smoothed loss was lowest
     reason: str
     curve: list[float]  # the smoothed losses (see `smoothed_curve`)
-    relative_drop: float = 0.0  # how far the smoothed loss fell, as a share of where it started
     # "high": a clear drop and a floor the loss rose from; "low": an estimate whose floor the
     # loss never rose from; "none": no estimate.
     confidence: str = "none"
@@ -125,7 +123,6 @@ def read_curve(lrs: list[float], raw_losses: list[float], beta: float) -> CurveR
         return CurveReading(
             None,
             None,
-            None,
             f"only {recorded} steps were recorded; at least {MIN_POINTS} are needed (lower "
             "min_lr, raise steps, or check that the loss is finite)",
             curve,
@@ -141,7 +138,6 @@ def read_curve(lrs: list[float], raw_losses: list[float], beta: float) -> CurveR
         if rise >= MIN_POINTS:
             return CurveReading(
                 None,
-                None,
                 floor,
                 f"the smoothed loss stays flat around {sorted(curve[:rise])[rise // 2]:.4g} up to lr "
                 f"{lrs[rise - 1]:.2g} and only rises "
@@ -150,7 +146,6 @@ def read_curve(lrs: list[float], raw_losses: list[float], beta: float) -> CurveR
                 curve,
             )
         return CurveReading(
-            None,
             None,
             floor,
             "the loss was lowest at the very first steps and only rose "
@@ -168,15 +163,12 @@ def read_curve(lrs: list[float], raw_losses: list[float], beta: float) -> CurveR
         why = " (less than the noise of single batches)" if drop < noise else ""
         return CurveReading(
             None,
-            None,
             floor,
             f"{fell}: it barely moves over the whole range{why}, so its lowest point says nothing "
             "(labels unrelated to the inputs? a frozen model? a loss that cannot fall further?)",
             curve,
-            relative,
         )
     lr = lrs[floor] / FLOOR_SHARE
-    index = min(range(n), key=lambda i: abs(math.log(lrs[i] / lr)))
     reason = f"{fell}; the suggestion is 1/{FLOOR_SHARE:g} of that lr"
     after = list(curve[floor + 1 :]) + list(raw_losses[floor + 1 :])
     margin = max(noise, MIN_RELATIVE_DROP * abs(ys[floor]))
@@ -186,7 +178,7 @@ def read_curve(lrs: list[float], raw_losses: list[float], beta: float) -> CurveR
             f"; low confidence: it was still falling at the largest lr tried ({lrs[len(curve) - 1]:.2g}), so "
             "the point where training breaks was never reached (raise max_lr)"
         )
-    return CurveReading(lr, index, floor, reason, curve, relative, "high" if rose else "low", fell)
+    return CurveReading(lr, floor, reason, curve, "high" if rose else "low", fell)
 
 
 def _noise(raw: list[float], smoothed: list[float]) -> float:

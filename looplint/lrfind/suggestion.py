@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from looplint.lrfind.curve import FLOOR_SHARE, CurveReading
 from looplint.lrfind.groups import ScheduledOptimizer
 from looplint.lrfind.result import GroupResult, LRFindResult
+from looplint.lrfind.schedules import advice, peak_factor, setting_name
 from looplint.lrfind.trials import STEP, TrialSearch
 
 # The confirmation stage (see `looplint.lrfind.trials`) is off unless asked for: on the held-out
@@ -119,8 +120,6 @@ def _verdict(
 ) -> tuple[str | None, str]:
     """The verdict on one group's own LR (a scheduled group: its schedule's peak), in a word and
     in a sentence with its evidence."""
-    from looplint.lrfind.schedules import peak_factor, setting_name
-
     factor = peak_factor(schedule.scheduler) if schedule else 1.0
     yours = f"your {setting_name(schedule.scheduler)}" if schedule else "your lr"
     if own <= 0:
@@ -175,8 +174,6 @@ def _schedule_text(
     schedule: GroupSchedule, lr: float | None, good_range: tuple[float, float] | None, ratio: float
 ) -> str:
     """What the test implies for the scheduler that drives this group."""
-    from looplint.lrfind.schedules import advice
-
     return advice(
         schedule,
         None if lr is None else lr * ratio,
