@@ -4,9 +4,10 @@ The test and the trials measure constant LRs. A schedule that decays starts at i
 goes down from there: its start compares with a good constant LR. A one-cycle schedule warms up
 to its peak and anneals after it, spending little time near the peak, so the peak can sit
 higher: on the tuned half of benchmarks/bench_lr_find.py the best OneCycleLR max_lr was one grid
-step (2.8x) above the best constant LR on 13 of 18 runs, the same on 3 and higher on 2
-(`--schedule onecycle` measures it against the grid); a cosine schedule's best start was the
-same as the best constant LR on 10 of 18 runs and one step above on 7.
+step (2.8x) above the best constant LR on 12 of 18 runs, the same on 4 and higher on 2
+(`--schedule onecycle` measures the 3x advice against a grid of max_lr); a cosine schedule's
+best start was the same as the best constant LR on 9 of 18 runs, one step above on 8 and one
+below on 1.
 """
 
 from __future__ import annotations
