@@ -110,7 +110,7 @@ def read_curve(lrs: list[float], raw_losses: list[float], beta: float) -> CurveR
     3. The estimate is a tenth of the floor's LR. The floor is where a ramp, not a constant LR,
        stops making progress; a constant LR for a whole run has to sit well below it. The share is the classic "minimum / 10"; the trials
        (`looplint.lrfind.trials`) then measure where the good LRs really are, since the distance
-       from the floor varies from 2x to 200x between tasks (benchmarks/bench_lr_find.py).
+       from the floor varies from about 1x to 200x between tasks (benchmarks/bench_lr_find.py).
     4. A loss that falls less than MIN_RELATIVE_DROP of its starting level, or by less than the
        noise of single batches, gives no estimate: a curve like that (random labels, a model
        that cannot learn) has a lowest point anyway, somewhere in the noise. A floor the loss

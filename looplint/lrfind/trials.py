@@ -1,7 +1,7 @@
 """The confirmation stage: short trial runs at candidate LRs, judged on batches they never trained on.
 
 The range test ramps the LR; a real run keeps it (or schedules it) for thousands of steps. How
-far below the ramp's floor the best constant LR sits varies from 2x to 200x between tasks, so the
+far below the ramp's floor the best constant LR sits varies from about 1x to 200x between tasks, so the
 curve alone cannot say. The trials measure it: every trial starts from the same initial weights
 and optimizer state, trains `trial_steps` steps at one constant LR, and is judged by its mean
 loss on held-out batches. `TrialSearch` decides which LRs to try and what the results mean; it
