@@ -311,7 +311,9 @@ y = x @ torch.randn(8, 1, generator=g) + 0.1 * torch.randn(2048, 1, generator=g)
 model = nn.Linear(8, 1, bias=False)
 optimizer = torch.optim.SGD(model.parameters(), lr=lr)
 if schedule == "onecycle":
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=5000, cycle_momentum=False)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=lr, total_steps=5000, cycle_momentum=False
+    )
 elif schedule == "cosine":
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=5000)
 else:

@@ -108,9 +108,10 @@ def read_curve(lrs: list[float], raw_losses: list[float], beta: float) -> CurveR
        curve toward larger LRs by its lag (about beta / (1 - beta) steps).
     2. The floor is the lowest point of the smoothed loss; past it the LR is already too high.
     3. The estimate is a tenth of the floor's LR. The floor is where a ramp, not a constant LR,
-       stops making progress; a constant LR for a whole run has to sit well below it. The share is the classic "minimum / 10"; the trials
-       (`looplint.lrfind.trials`) then measure where the good LRs really are, since the distance
-       from the floor varies from about 1x to 200x between tasks (benchmarks/bench_lr_find.py).
+       stops making progress; a constant LR for a whole run has to sit well below it. The share
+       is the classic "minimum / 10". The distance from the floor to the best constant LR
+       varies from about 1x to 200x between tasks (benchmarks/bench_lr_find.py), so the answer
+       comes with a good range; the opt-in trials (`looplint.lrfind.trials`) measure instead.
     4. A loss that falls less than MIN_RELATIVE_DROP of its starting level, or by less than the
        noise of single batches, gives no estimate: a curve like that (random labels, a model
        that cannot learn) has a lowest point anyway, somewhere in the noise. A floor the loss

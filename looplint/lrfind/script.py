@@ -463,7 +463,10 @@ def _write_outputs(result: LRFindResult, out_dir: Path) -> dict[str, Any]:
 def _render_text(result: LRFindResult) -> str:
     first = result.lrs[0] if result.lrs else float("nan")
     last = result.lrs[-1] if result.lrs else float("nan")
-    header = f"lr-find: {result.extra['script']}: range test of {len(result.lrs)} steps, lr {first:.2g} to {last:.2g}"
+    header = (
+        f"lr-find: {result.extra['script']}: range test of {len(result.lrs)} steps, "
+        f"lr {first:.2g} to {last:.2g}"
+    )
     header += f" ({result.stop_detail})"
     if result.trials:
         steps = max(t.steps for t in result.trials)

@@ -135,10 +135,12 @@ def _verdict(
     low, high = good_range[0] * ratio * factor, good_range[1] * ratio * factor
     if own > high:
         verdict = "too large"
-        text = f"{yours} {own:.3g} is about {own / suggested:.2g}x above the suggested {suggested:.3g}: likely too large"
+        text = f"{yours} {own:.3g} is about {own / suggested:.2g}x above the suggested {suggested:.3g}"
+        text += ": likely too large"
     elif own < low:
         verdict = "too small"
-        text = f"{yours} {own:.3g} is about {suggested / own:.2g}x below the suggested {suggested:.3g}: likely too small"
+        text = f"{yours} {own:.3g} is about {suggested / own:.2g}x below the suggested {suggested:.3g}"
+        text += ": likely too small"
     else:
         verdict = "good"
         text = (

@@ -57,8 +57,9 @@ class TrialSearch:
     Starting at the curve's estimate, candidates go up by STEP while the held-out loss keeps
     improving (up to `highest`), then down from the lowest one tried until the progress falls
     clearly short of the best (less than 1 - TOLERANCE of it; diverged or useless trials at the
-    bottom mean the LRs are still too large, so the search goes on down). A trial at the user's own LR is added when no candidate
-    was close to it, so the verdict on that LR rests on a measurement. At most `max_trials`.
+    bottom mean the LRs are still too large, so the search goes on down). A trial at the user's
+    own LR is added when no candidate was close to it, so the verdict on that LR rests on a
+    measurement. At most `max_trials`.
     """
 
     def __init__(
@@ -164,7 +165,8 @@ class TrialSearch:
         )
         confidence = "high" if bracketed else "low"
         reason = (
-            f"trials of {best.steps} steps from the initial weights: {gain}; lr {chosen.lr:.2g} is the smallest "
+            f"trials of {best.steps} steps from the initial weights: {gain}; "
+            f"lr {chosen.lr:.2g} is the smallest "
             f"tried that gets within {TOLERANCE:.0%} of that gain"
         )
         if not bracketed:
