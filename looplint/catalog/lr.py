@@ -33,13 +33,14 @@ RULES: tuple[RuleInfo, ...] = (
                 optimizer.step()
         """,
         fix="""
-            Lower the learning rate; run the range test to pick one from your own loop:
+            Lower the learning rate; run the range test on your own loop:
 
                 looplint run train.py --lr-find
 
-            With a warm-up, end it at a smaller peak LR. Gradient clipping
-            (torch.nn.utils.clip_grad_norm_) limits the damage of single bad batches but does
-            not make a too-high LR stable.
+            It says, per parameter group, whether the script's LR (a scheduler's peak) is too
+            large, good or too small, and suggests one. With a warm-up, end it at a smaller
+            peak LR. Gradient clipping (torch.nn.utils.clip_grad_norm_) limits the damage of
+            single bad batches but does not make a too-high LR stable.
         """,
         origin="runtime",
     ),

@@ -20,7 +20,7 @@ USAGE_ERROR = 2
 
 
 # The options that only mean something for the range test, with their defaults.
-_LR_DEFAULTS = {"min_lr": 1e-7, "max_lr": 10.0, "steps": 100, "out_dir": "looplint-lr-find"}
+_LR_DEFAULTS = {"min_lr": 1e-7, "max_lr": 10.0, "steps": 100, "trial_steps": 0, "out_dir": "looplint-lr-find"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -64,6 +64,13 @@ def _parser() -> argparse.ArgumentParser:
         help=f"optimizer steps of the test (default: {_LR_DEFAULTS['steps']})",
     )
     lr.add_argument(
+        "--trial-steps",
+        type=_non_negative_int,
+        metavar="N",
+        help="steps of each confirmation trial after the range test "
+        f"(default: {_LR_DEFAULTS['trial_steps']}, none; 40 is the tested length)",
+    )
+    lr.add_argument(
         "--out-dir",
         metavar="DIR",
         help="where the range test writes its plot and TensorBoard scalars "
@@ -81,6 +88,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
     return value
 
 
@@ -347,6 +364,7 @@ def _lr_find(args: argparse.Namespace, script_args: list[str]) -> int:
         min_lr=args.min_lr,
         max_lr=args.max_lr,
         steps=args.steps,
+        trial_steps=args.trial_steps,
         fmt=args.format,
         out_dir=args.out_dir,
     )
