@@ -17,7 +17,7 @@ import json
 import math
 import os
 import sys
-from contextlib import nullcontext, redirect_stdout
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from looplint.lrfind.suggestion import (
     build_result,
 )
 from looplint.lrfind.trials import TrialSearch
-from looplint.runtime.scripts import run_as_main
+from looplint.runtime.scripts import output_to_stderr, run_as_main
 
 SMOOTHING = 0.9
 DIVERGE_FACTOR = 4.0
@@ -372,7 +372,7 @@ def _run(script: str, script_args: list[str], test: _ScriptRangeTest, *, quiet: 
     torch.Tensor.backward = backward  # type: ignore[method-assign]
     lr_scheduler.LRScheduler.__init__ = scheduler_init  # type: ignore[method-assign]
     try:
-        with redirect_stdout(sys.stderr) if quiet else nullcontext():
+        with output_to_stderr() if quiet else nullcontext():
             outcome = run_as_main(script, script_args, stop=(_StopRangeTest,))
     finally:
         torch.Tensor.backward = original_backward  # type: ignore[method-assign]
