@@ -203,6 +203,7 @@ _Outcome = tuple[list[Finding], str | None]
 def _lint_batch(paths: Sequence[str], config: Config, use_cache: bool) -> list[_Outcome]:
     cache = Cache(config.root, config.fingerprint()) if use_cache else None
     project = project_for(config, use_cache)
+    paths = project.order_by_imports(list(paths))
     outcomes: list[_Outcome] = []
     for path in paths:
         project.start()
@@ -262,6 +263,8 @@ def lint_paths(
 
 
 def _run(paths: list[str], config: Config, use_cache: bool, jobs: int, result: LintResult) -> list[_Outcome]:
+    # Modules that other files import go first, so their summaries are ready when needed.
+    paths = project_for(config, use_cache=False).order_by_imports(paths)
     if jobs <= 1 or len(paths) < MIN_FILES_FOR_POOL:
         return _lint_batch(paths, config, use_cache)
     # Contiguous batches keep the inter-process traffic small; several per worker balance load.

@@ -41,6 +41,8 @@ def analyze_tree(source: str, path: str, tree: ast.Module, project: Project | No
             return [syntax_error(path, "too deeply nested to analyze", 1, 0)]
         model.bind_all()
         hits = [hit for _, rule in all_rules() for hit in rule(model)]
+        if project is not None:
+            project.offer(model)
     except RecursionError:
         return [syntax_error(path, "too deeply nested to analyze", 1, 0)]
     if not hits:

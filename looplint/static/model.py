@@ -78,7 +78,7 @@ CREATE = "create"  # an optimizer is built: torch.optim.SGD(model.parameters(), 
 INLINE_DEPTH = 4
 # Events bound into one scope at most: a call tree that goes deeper than a training step's stays
 # unknown rather than costing more than the rest of the file.
-MAX_BOUND_EVENTS = 2000
+MAX_BOUND_EVENTS = 500
 # Where a builtin name resolves when nothing in the file binds it.
 _BUILTINS = frozenset(
     {
@@ -111,6 +111,10 @@ _BUILTINS = frozenset(
         "map",
         "filter",
     }
+)
+# What a rule can start from in a scope without loops (besides its calls).
+_RULE_STARTS = frozenset(
+    {BACKWARD, STEP, CLEAR, CLOSE, WRITE, CLIP, UNSCALE, MODE, FREEZE, APPEND, CREATE, ACCUMULATE}
 )
 # Summaries keep these kinds: what a function does to its arguments, `self` and the globals.
 _OBJECT_EVENTS = frozenset({BACKWARD, CLEAR, STEP, WRITE, CLOSE, LOG, CALL, CLIP, UNSCALE, MODE, FREEZE, CREATE})
@@ -235,7 +239,8 @@ class Model:
         self._expanded: dict[int, list[Event]] = {}
         self._summaries: dict[tuple[int, bool], FunctionSummary] = {}
         self._call_sites: dict[int, list[Event]] | None = None
-        self.constructions: dict[tuple, cst.Call] = {}  # optimizer identity -> its construction
+        self.constructions: dict[tuple, cst.Call] = {}
+        self._returns: dict[tuple, tuple[Call, Value | None]] = {}  # optimizer identity -> its construction
         self.evaluator = Evaluator(self)
         _Builder(self).build(module)
 
@@ -448,10 +453,15 @@ class Model:
             ref = self._method_ref(target, method) or self._method_ref(target, "forward")
             if ref is None:
                 return None
-        summary = self._summary_of_ref(ref)
-        if summary is None or summary.returns is None:
-            return None
-        return summary.bind_value(summary.returns, summary.bindings(call, skip_self=method is not None))
+        key = (id(call), ref.module, ref.name)
+        found = self._returns.get(key)
+        if found is None:
+            summary = self._summary_of_ref(ref)
+            if summary is None or summary.returns is None:
+                return None
+            bound = summary.bind_value(summary.returns, summary.bindings(call, skip_self=method is not None))
+            found = self._returns[key] = (call, bound)  # one value per call: evaluated once
+        return found[1]
 
     def _summary_of_ref(self, ref: Ref) -> FunctionSummary | None:
         if ref.module == self.file:
@@ -475,8 +485,12 @@ class Model:
         return found
 
     def events(self, scope: Scope) -> list[Event]:
-        """The scope's events with calls to project functions bound in (cached)."""
+        """The scope's events with calls to project functions bound in (cached). A scope with
+        no loop and nothing a rule starts from (glue code, a library's plumbing) keeps its calls
+        unbound: nothing could be found there, and its callers bind them when they need them."""
         cached = self._expanded.get(id(scope))
+        if cached is None and not any(e.loops or e.kind in _RULE_STARTS for e in scope.events):
+            cached = self._expanded[id(scope)] = scope.events
         if cached is None:
             self._expanded[id(scope)] = []  # a recursive call sees no events, not a loop
             budget = [MAX_BOUND_EVENTS]

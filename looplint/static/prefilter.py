@@ -83,20 +83,34 @@ def _callee(call: ast.Call) -> str | None:
 
 
 def calls_project_code(tree: ast.Module, path: str, project) -> bool:
-    """A loop that calls into a module of the project (`for batch in loader: train_step(...)`
-    with `train_step` imported from `engine.py`) can hold a finding the text does not show."""
+    """A loop that calls a function of another module of the project (`for batch in loader:
+    train_step(...)` with `train_step` imported from `engine.py`) can hold a finding that the
+    text of this file does not show."""
     if project is None:
         return False
-    imports = False
+    imported: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
             if project.find_module(path, node.module or "", node.level) is not None:
-                imports = True
-                break
+                imported.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
         elif isinstance(node, ast.Import):
-            if any(project.find_module(path, alias.name, 0) is not None for alias in node.names):
-                imports = True
-                break
-    if not imports:
+            for alias in node.names:
+                if project.find_module(path, alias.name, 0) is not None:
+                    imported.add((alias.asname or alias.name).split(".")[0])
+    if not imported:
         return False
-    return any(isinstance(node, (ast.For, ast.While, ast.AsyncFor)) for node in ast.walk(tree))
+    for node in ast.walk(tree):  # objects built from them: `scaler = NativeScaler()`
+        if isinstance(node, ast.Assign) and _root_name(node.value) in imported:
+            imported.update(target.id for target in node.targets if isinstance(target, ast.Name))
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.For, ast.While, ast.AsyncFor)):
+            for inner in ast.walk(node):
+                if isinstance(inner, ast.Call) and _root_name(inner.func) in imported:
+                    return True
+    return False
+
+
+def _root_name(node: ast.expr) -> str | None:
+    while isinstance(node, (ast.Attribute, ast.Call, ast.Subscript)):
+        node = node.func if isinstance(node, ast.Call) else node.value
+    return node.id if isinstance(node, ast.Name) else None

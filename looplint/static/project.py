@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
 SUMMARY_DIR = "summaries"
 _MODELS_KEPT = 48  # parsed modules kept in memory, so a module imported and then linted parses once
 _MAX_MODULE_BYTES = 2_000_000
+_IMPORT_LINE = re.compile(r"^[ \t]*(?:from[ \t]+(\.*)([\w.]*)[ \t]+import\b|import[ \t]+([\w.]+(?:[ \t]*,[ \t]*[\w.]+)*))", re.M)
 
 
 @dataclass
@@ -78,6 +80,7 @@ class Project:
         self._digests: dict[str, str] = {}
         self.used: set[str] = set()  # modules whose summaries the current analysis consulted
         self.asked: set[tuple[str, str, int]] = set()  # imports the current analysis resolved
+        self.wanted: set[str] = set()  # modules that files of the run import
 
     # ------------------------------------------------------------------------- imports
     def resolve_import(self, importer: str, module: str, level: int, name: str | None) -> Value | None:
@@ -196,6 +199,39 @@ class Project:
             self._in_progress.discard(path)
         self._summaries[path] = summary
         return summary
+
+    def order_by_imports(self, paths: list[str]) -> list[str]:
+        """The files, those that others of them import first; and remember those as wanted, so
+        that linting one also keeps its summary for its importers (one parse per module)."""
+        files = {os.path.abspath(path): path for path in paths}
+        imported: set[str] = set()
+        for absolute in files:
+            try:
+                text = Path(absolute).read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                continue
+            for match in _IMPORT_LINE.finditer(text):
+                dots, module, plain = match.group(1), match.group(2), match.group(3)
+                specs = [(module, len(dots))] if plain is None else [(m.strip(), 0) for m in plain.split(",")]
+                for name, level in specs:
+                    found = self.find_module(absolute, name, level)
+                    if found is not None and found in files and found != absolute:
+                        imported.add(found)
+        self.wanted |= imported
+        return [files[f] for f in files if f in imported] + [files[f] for f in files if f not in imported]
+
+    def offer(self, model: Model) -> None:
+        """A module was just analyzed: keep its summary if other files of the run import it."""
+        if model.file in self.wanted and model.file not in self._summaries and self.cache_dir is not None:
+            encoded = encode_module(model)
+            try:
+                key = self._cache_key(model.file, Path(model.file).read_bytes())
+            except OSError:
+                return
+            self._write_cache(key, encoded)
+            self._summaries[model.file] = _decode_module(encoded, self)
+        elif model.file in self.wanted and model.file not in self._summaries:
+            self._summaries[model.file] = _decode_module(encode_module(model), self)
 
     def refresh(self) -> None:
         """Forget what the files said (one was saved, or changed on disk): summaries are read

@@ -51,7 +51,7 @@ _KEPT = frozenset(
     }
 )
 _VARIABLE_EVENTS = frozenset({"assign", "accumulate", "divide", "append"})
-MAX_EVENTS = 300
+MAX_EVENTS = 150
 
 
 @dataclass(eq=False)
@@ -63,6 +63,8 @@ class FunctionSummary:
     returns: Value | None = None
     foreign: bool = False  # from another module: its events have no node in the caller's file
     label: str = ""  # `train_one_epoch()` as messages name it
+    _mentions: dict[int, bool] = field(default_factory=dict, repr=False)
+    _mentioned: list[Value] = field(default_factory=list, repr=False)  # keeps the ids valid
 
     # ----------------------------------------------------------------- binding
     def bindings(self, call: Call | None, skip_self: bool = False) -> dict[str, Value]:
@@ -80,9 +82,21 @@ class FunctionSummary:
 
     def bind_value(self, value: Value | None, bindings: dict[str, Value], memo: dict | None = None) -> Value | None:
         """The value with this function's parameters replaced by the caller's arguments."""
-        if value is None or not bindings:
+        if value is None or not bindings or not self.mentions_params(value):
             return value
-        return _substitute(value, self.key, bindings, {} if memo is None else memo)
+        return _substitute(value, self.key, bindings, {} if memo is None else memo, self.mentions_params)
+
+    def mentions_params(self, value: Value, depth: int = 0) -> bool:
+        """Does the value involve a parameter of this function? (Remembered: most of a summary
+        does not, and is then shared by every call as it is.)"""
+        found = self._mentions.get(id(value))
+        if found is None:
+            found = depth < 60 and any(
+                self.mentions_params(child, depth + 1) for child in _children(value)
+            ) if not isinstance(value, Param) else value.scope == self.key
+            self._mentions[id(value)] = found
+            self._mentioned.append(value)
+        return found
 
     def bind_events(self, call: Event, model: Model) -> Iterator[Event]:
         """The summary's events as they happen at the call `call` of the caller's scope."""
@@ -227,18 +241,38 @@ def _bind_data(item, summary: FunctionSummary, bindings: dict[str, Value], memo:
     return item
 
 
-def _substitute(value: Value, key: str, bindings: dict[str, Value], memo: dict) -> Value:
+def _children(value: Value) -> tuple[Value, ...]:
+    if isinstance(value, Call):
+        return (value.func, *value.args, *(v for _, v in value.kwargs))
+    if isinstance(value, (Attr, Item)):
+        return (value.base,)
+    if isinstance(value, Bin):
+        return (value.left, value.right)
+    if isinstance(value, Tup):
+        return value.items
+    if isinstance(value, Accum):
+        return (value.prev, value.term)
+    if isinstance(value, Phi):
+        return value.options
+    if isinstance(value, Elem):
+        return (value.iterable,)
+    return ()
+
+
+def _substitute(value: Value, key: str, bindings: dict[str, Value], memo: dict, mentions) -> Value:
+    if not mentions(value):
+        return value
     found = memo.get(id(value))
     if found is not None:
         return found[1]
-    result = _rebuild(value, key, bindings, memo)
+    result = _rebuild(value, key, bindings, memo, mentions)
     memo[id(value)] = (value, result)
     return result
 
 
-def _rebuild(value: Value, key: str, bindings: dict[str, Value], memo: dict) -> Value:  # noqa: PLR0911
+def _rebuild(value: Value, key: str, bindings: dict[str, Value], memo: dict, mentions) -> Value:  # noqa: PLR0911
     def sub(child: Value) -> Value:
-        return _substitute(child, key, bindings, memo)
+        return _substitute(child, key, bindings, memo, mentions)
 
     if isinstance(value, Param):
         if value.scope == key and value.name in bindings:

@@ -275,6 +275,7 @@ _KEEPING = frozenset(
 # ... and those that leave the graph.
 _DETACHING = frozenset({"item", "tolist", "detach", "numpy", "data", "detach_"})
 _NUMBER_BUILTINS = frozenset({"float", "int", "round", "abs"})
+MAX_CALL_DEPTH = 4  # nested returns followed through project functions
 
 
 class Evaluator:
@@ -284,6 +285,7 @@ class Evaluator:
         self.model = model
         self.memo: dict[int, tuple[Value, Known]] = {}
         self.active: set[int] = set()
+        self.call_depth = 0
 
     def known(self, value: Value | None) -> Known:
         if value is None:
@@ -440,19 +442,30 @@ class Evaluator:
         if func.kind == "external":
             return self._external_call(call, func.target)
         if func.kind == "function":
-            return self.known(self.model.call_result(func.target, call))
+            return self._returned(call, func.target)
         if func.kind == "class":
             return self._construct(call, func.target)
         if func.kind == "object":
             if func.role == "loss_fn":
                 return Known("tensor", loss=True, attached=not call.no_grad)
             if func.role == "instance":
-                return self.known(self.model.call_result(func.target, call, method="__call__"))
+                return self._returned(call, func.target, "__call__")
             if func.role == "model":
                 return Known("tensor", origin=call.site)
         if func.kind == "unknown" and self.model.loss_by_convention(call.display):
             return Known("tensor", loss=True, attached=not call.no_grad)
         return Known(origin=call.site)
+
+    def _returned(self, call: Call, target: Ref, method: str | None = None) -> Known:
+        """What a project function returns at this call; calls nested deeper than a few levels
+        (recursion, long chains of helpers) stay unknown."""
+        if self.call_depth >= MAX_CALL_DEPTH:
+            return Known(origin=call.site)
+        self.call_depth += 1
+        try:
+            return self.known(self.model.call_result(target, call, method))
+        finally:
+            self.call_depth -= 1
 
     def _method(self, call: Call, func: Attr) -> Known | None:
         """Methods whose meaning does not depend on knowing the receiver's class."""
