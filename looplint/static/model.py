@@ -240,7 +240,8 @@ class Model:
         self._summaries: dict[tuple[int, bool], FunctionSummary] = {}
         self._call_sites: dict[int, list[Event]] | None = None
         self.constructions: dict[tuple, cst.Call] = {}
-        self._returns: dict[tuple, tuple[Call, Value | None]] = {}  # optimizer identity -> its construction
+        self._returns: dict[tuple, tuple[Call, Value | None]] = {}
+        self._families: dict[str, set[str]] = {}  # optimizer identity -> its construction
         self.evaluator = Evaluator(self)
         _Builder(self).build(module)
 
@@ -324,9 +325,15 @@ class Model:
         return None
 
     def _family(self, cls: str | None) -> set[str]:
-        """The class, its bases and its subclasses within this file."""
+        """The class, its bases and its subclasses within this file (remembered)."""
         if cls is None:
             return set()
+        found = self._families.get(cls)
+        if found is None:
+            found = self._families[cls] = self._find_family(cls)
+        return found
+
+    def _find_family(self, cls: str) -> set[str]:
         family = {cls}
         changed = True
         while changed:

@@ -64,6 +64,7 @@ class FunctionSummary:
     foreign: bool = False  # from another module: its events have no node in the caller's file
     label: str = ""  # `train_one_epoch()` as messages name it
     _mentions: dict[int, bool] = field(default_factory=dict, repr=False)
+    _prepared_events: list | None = field(default=None, repr=False)
     _mentioned: list[Value] = field(default_factory=list, repr=False)  # keeps the ids valid
 
     # ----------------------------------------------------------------- binding
@@ -104,33 +105,35 @@ class FunctionSummary:
         bindings = self.bindings(call_value, skip_self=call.data.get("skip_self", False))
         arguments = _argument_nodes(call.node, self)
         memo: dict = {}
-        for inner in self.events or ():
-            value = self.bind_value(inner.value, bindings, memo)
+        shift = len(call.loops)
+        for inner, param, value_keys in self._prepared():
+            value = self.bind_value(inner.value, bindings, memo) if bindings else inner.value
             node, statement, name, var = inner.node, inner.statement, inner.name, inner.var
-            param = _param_of(inner.value, self.key) if inner.value is not None else None
-            if inner.var is not None and inner.var[0] == self.key:
-                param = inner.var[1].split(".", 1)[0]
             at_argument = False
             if param is not None and param in arguments:
                 argument_node, argument_name = arguments[param]
                 if inner.kind == "read":
                     node, statement, at_argument = argument_node, call.statement, True
                     var = _caller_var(call, argument_name)
-                if argument_name is not None and inner.name is not None:
-                    name = argument_name + inner.name[len(param) :] if inner.name.startswith(param) else name
+                if argument_name is not None and inner.name is not None and inner.name.startswith(param):
+                    name = argument_name + inner.name[len(param) :]
             foreign = inner.foreign
             if self.foreign or foreign:
                 if not at_argument:
                     node, statement = call.node, call.statement
                 foreign = foreign or self.label
-            data = {key: _bind_data(item, self, bindings, memo) for key, item in inner.data.items()}
+            data = dict(inner.data)
+            for key in value_keys:
+                data[key] = _bind_data(data[key], self, bindings, memo)
             data["via"] = (call, *inner.data.get("via", ()))
             yield inner.but(
                 name=name,
                 node=node,
                 statement=statement,
                 loops=call.loops + inner.loops,
-                branches=call.branches + tuple((b[0], b[1], b[2] + len(call.loops)) for b in inner.branches),
+                branches=call.branches + tuple((b[0], b[1], b[2] + shift) for b in inner.branches)
+                if inner.branches
+                else call.branches,
                 no_grad=call.no_grad or inner.no_grad,
                 periodic=call.periodic or inner.periodic,
                 scope=inner.scope if not self.foreign else call.scope,
@@ -139,6 +142,24 @@ class FunctionSummary:
                 var=var,
                 foreign=foreign,
             )
+
+    def _prepared(self) -> list[tuple[Event, str | None, tuple[str, ...]]]:
+        """Each event with what binding needs, worked out once: the parameter it acts on, and
+        the data entries that hold values."""
+        if self._prepared_events is None:
+            prepared = []
+            for inner in self.events or ():
+                param = _param_of(inner.value, self.key) if inner.value is not None else None
+                if inner.var is not None and inner.var[0] == self.key:
+                    param = inner.var[1].split(".", 1)[0]
+                value_keys = tuple(
+                    key
+                    for key, item in inner.data.items()
+                    if key != "via" and (isinstance(item, Value) or (isinstance(item, tuple) and item and isinstance(item[0], Value)))
+                )
+                prepared.append((inner, param, value_keys))
+            self._prepared_events = prepared
+        return self._prepared_events
 
 
 def summarize(model: Model, scope: Scope, local: bool = False) -> FunctionSummary:
@@ -169,8 +190,9 @@ def _observable(model: Model, event: Event, scope: Scope) -> bool:
         if event.data.get("bound"):
             return False  # what it did is in the summary already
         call = event.data.get("call")
-        return _reaches_out(model, event.value) or any(
-            _reaches_out(model, argument, functions=False) for argument in (call.args if call else ())
+        arguments = (*call.args, *(value for _, value in call.kwargs)) if call else ()
+        return _reaches_out(model, event.value, functions=False) or any(
+            _reaches_out(model, argument, functions=False) for argument in arguments
         )
     if event.kind in _KEPT:
         return True
