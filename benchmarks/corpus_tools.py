@@ -114,13 +114,13 @@ def run_looplint(root: Path, paths: list[Path] | None = None, jobs: int = 1) -> 
 
 
 def looplint_version() -> str:
-    """looplint's version, plus the commit of its source tree when it is a git checkout
-    ("-dirty" when the package differs from that commit)."""
+    """looplint's version, plus the last commit that changed the package when it is a git
+    checkout ("-dirty" when the package has uncommitted changes)."""
     import looplint
 
     source = Path(looplint.__file__).resolve().parent
     try:
-        commit = _git(source, "rev-parse", "--short", "HEAD")
+        commit = _git(source, "log", "-1", "--format=%h", "--", ".")
         if _git(source, "status", "--porcelain", "--", "."):
             commit += "-dirty"
     except (OSError, subprocess.CalledProcessError):
