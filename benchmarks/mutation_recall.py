@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import difflib
 import json
 import random
 import shutil
@@ -634,6 +635,16 @@ def unit_of(source: SourceFile, node: ast.AST) -> tuple[str, int, int]:
     return (source.rel, *source.unit(node))
 
 
+def block_of(source: SourceFile, statement: ast.stmt) -> list[ast.stmt]:
+    """The statement list (a body, an else, ...) that holds `statement`."""
+    parent = source.parents[statement]
+    for name in ("body", "orelse", "finalbody"):
+        block = getattr(parent, name, None)
+        if isinstance(block, list) and any(s is statement for s in block):
+            return block
+    return [statement]
+
+
 def statement_to_pass(source: SourceFile, statement: ast.stmt) -> tuple[int, int, str]:
     """Replace a statement by `pass`, keeping the line count (so later lines keep their numbers)."""
     start, end = source.span(statement)
@@ -764,10 +775,12 @@ def reset_mutants(project: Project, source: SourceFile) -> Iterator[Mutant]:
         indent = " " * loop.col_offset
         line_start = source.line_starts[loop.lineno - 1]
         reset_text = source.segment(statement)
+        # A reset just before the loop, in the same block, is where the finding may sit too.
+        block = block_of(source, loop)
         others = [
             n
-            for n in body_walk(source.function_of(loop))
-            if isinstance(n, ast.Assign) and n.lineno < loop.lineno and text_of(n.targets[0]) == target
+            for n in block[: block.index(loop)]
+            if isinstance(n, ast.Assign) and text_of(n.targets[0]) == target
         ]
         anchors = {(source.rel, loop.lineno)} | {(source.rel, n.lineno) for n in others}
         yield Mutant(
@@ -964,6 +977,8 @@ def unwrap_in(source: SourceFile, expr: ast.AST, tensors: set[str]) -> tuple[ast
     """The first wrapper in `expr` (`x.item()`, ...) around a backpropagated tensor, and the tensor."""
     for part in value_parts(expr):
         core = item_core(part)
+        if isinstance(source.parents.get(part), ast.Subscript):
+            continue  # `loss.data[0]` (PyTorch < 0.4): `loss[0]` would fail, not leak
         if core is not None and text_of(core) in tensors:
             return part, core
     return None
@@ -1085,6 +1100,7 @@ class Outcome:
     mutant: Mutant
     status: str  # caught, elsewhere, missed, error; or not tested: not clean, unparsable
     reported: list[str] = field(default_factory=list)  # where the code was reported anew
+    after: list[str] = field(default_factory=list)  # every finding in the mutant's files (--show)
 
     def row(self) -> dict:
         m = self.mutant
@@ -1147,7 +1163,14 @@ def test_repository(
                 status = "elsewhere"
             else:
                 status = "missed"
-            yield Outcome(repository, mutant, status, [f"{rel}:{line}" for rel, line in new])
+            reported = [f"{rel}:{line}" for rel, line in new]
+            involved = mutant.files()
+            everything = [
+                f"{f['path']}:{f['line']}: {f['code']} {f['message']}"
+                for f in after.findings
+                if f["path"] in involved
+            ]
+            yield Outcome(repository, mutant, status, reported, everything)
 
 
 def sample(mutants: list[Mutant], size: int, seed: int) -> list[Mutant]:
@@ -1168,7 +1191,8 @@ def print_table(outcomes: list[Outcome], title: str, by) -> None:
         rows[by(outcome)][outcome.status] += 1
     print(f"\n{title}")
     print(
-        f"  {'':34} {'caught':>7} {'mutants':>7} {'recall':>7} {'elsewhere':>9} {'errors':>6} {'not clean':>9}"
+        f"  {'':34} {'caught':>7} {'mutants':>7} {'recall':>7} {'elsewhere':>9} {'errors':>6} "
+        f"{'not clean':>9} {'unparsable':>10}"
     )
     for key in sorted(rows):
         counts = rows[key]
@@ -1177,8 +1201,20 @@ def print_table(outcomes: list[Outcome], title: str, by) -> None:
         label = " ".join(key)
         print(
             f"  {label:34} {counts['caught']:7} {tested:7} {recall:>7} {counts['elsewhere']:9} "
-            f"{counts['error']:6} {counts['not clean']:9}"
+            f"{counts['error']:6} {counts['not clean']:9} {counts['unparsable']:10}"
         )
+
+
+def show(outcome: Outcome) -> None:
+    """One mutant in full: what changed, the verdict, and what looplint reported after."""
+    m = outcome.mutant
+    print(f"\n{outcome.repository.name}/{m.where}: {m.kind} ({m.shape}) {outcome.status}: {m.what}")
+    print(f"expected {m.code} at {', '.join(sorted(f'{rel}:{line}' for rel, line in m.anchors))}")
+    before, after = m.source.text.splitlines(keepends=True), m.mutated_text().splitlines(keepends=True)
+    sys.stdout.writelines(difflib.unified_diff(before, after, m.source.rel, m.source.rel + " (mutant)", n=3))
+    print("findings after the mutation:" if outcome.after else "no findings after the mutation")
+    for line in outcome.after:
+        print(f"  {line}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1197,6 +1233,9 @@ def main(argv: list[str] | None = None) -> int:
         "--whole-project", action="store_true", help="lint the whole repository for each mutant"
     )
     parser.add_argument("--json", type=Path, help="write every mutant and its outcome here")
+    parser.add_argument(
+        "--show", metavar="TEXT", help="test every mutant whose place contains TEXT; print its diff"
+    )
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
@@ -1216,6 +1255,8 @@ def main(argv: list[str] | None = None) -> int:
     for split in ("tune", "held-out"):
         in_split = [m for r, _, m in found if r.split == split]
         chosen_ids |= {id(m) for m in sample(in_split, args.sample, args.seed)}
+    if args.show:
+        chosen_ids = {id(m) for _, _, m in found if args.show in m.where}
     print(
         f"{len(found)} mutants found in {len(projects)} repositories, {len(chosen_ids)} tested ({looplint_version()})"
     )
@@ -1224,12 +1265,14 @@ def main(argv: list[str] | None = None) -> int:
     for repository in repositories:
         mutants = [m for r, _, m in found if r is repository and id(m) in chosen_ids]
         if mutants:
-            outcomes.extend(
-                test_repository(
-                    repository, args.corpus, mutants, projects[repository.name], args.whole_project
-                )
-            )
+            project = projects[repository.name]
+            outcomes.extend(test_repository(repository, args.corpus, mutants, project, args.whole_project))
+            print(f"  {repository.name}: {len(mutants)} mutants tested", file=sys.stderr, flush=True)
 
+    if args.show:
+        for outcome in outcomes:
+            show(outcome)
+        return 0
     print_table(outcomes, "per kind (expected code)", lambda o: (o.mutant.kind, o.mutant.code))
     print_table(outcomes, "per kind and split", lambda o: (o.mutant.kind, o.repository.split))
     print_table(outcomes, "per kind and shape", lambda o: (o.mutant.kind, o.mutant.shape))

@@ -104,13 +104,8 @@ def print_totals(report: dict) -> None:
 
 
 def key(finding: dict) -> tuple:
-    return (
-        finding["repository"],
-        finding["path"],
-        finding.get("cell") or 0,
-        finding["line"],
-        finding["code"],
-    )
+    cell = finding.get("cell") or 0
+    return (finding["repository"], finding["path"], cell, finding["line"], finding["column"], finding["code"])
 
 
 def compare(old_path: Path, new_path: Path) -> None:
@@ -138,7 +133,8 @@ def compare(old_path: Path, new_path: Path) -> None:
                 print(f"      {marked[0][1:].strip().partition(' ')[2]}")
     changes = Counter(f["code"] for f in new_keys.values())
     changes.subtract(f["code"] for f in old_keys.values())
-    print("\nper rule (new - old): " + " ".join(f"{code}:{n:+d}" for code, n in sorted(changes.items()) if n))
+    changed = " ".join(f"{code}:{n:+d}" for code, n in sorted(changes.items()) if n)
+    print(f"\nper rule (new - old): {changed or 'no change'}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -153,6 +153,7 @@ def test_compare_prints_what_appeared_and_disappeared(tmp_path: Path, capsys: py
             "path": "t.py",
             "cell": None,
             "line": line,
+            "column": 5,
             "code": code,
             "message": "m",
             "context": context,
