@@ -1276,6 +1276,9 @@ def main(argv: list[str] | None = None) -> int:
     print_table(outcomes, "per kind (expected code)", lambda o: (o.mutant.kind, o.mutant.code))
     print_table(outcomes, "per kind and split", lambda o: (o.mutant.kind, o.repository.split))
     print_table(outcomes, "per kind and shape", lambda o: (o.mutant.kind, o.mutant.shape))
+    print_table(
+        outcomes, "per kind, shape and split", lambda o: (o.mutant.kind, o.mutant.shape, o.repository.split)
+    )
     missed = [o for o in outcomes if o.status in ("missed", "elsewhere", "error")]
     print(f"\nnot caught at the expected line ({len(missed)}):")
     for outcome in sorted(
