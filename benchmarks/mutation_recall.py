@@ -841,15 +841,21 @@ def division_mutants(project: Project, source: SourceFile) -> Iterator[Mutant]:
     for function in functions:
         sums = accumulators(project, source, function)
         for node in body_walk(function):
-            if not (isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div)):
+            if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):  # log(total / n)
+                total = accumulator_target(item_core(node.left) or node.left)  # `total.item() / n` too
+                edit = replace_node(source, node, node.left) if total in sums else None
+                uses = division_uses(project, source, function, node)
+                what = f"`{source.segment(node)}` -> `{source.segment(node.left)}`"
+            elif isinstance(node, ast.AugAssign) and isinstance(node.op, ast.Div):  # total /= n; log(total)
+                total = accumulator_target(node.target)
+                edit = statement_to_pass(source, node) if total in sums else None
+                uses = name_uses(project, source, function, total, node.lineno)
+                what = f"deleted `{source.segment(node)}`"
+            else:
                 continue
-            total = accumulator_target(item_core(node.left) or node.left)  # `total.item() / n` too
-            if total not in sums:
-                continue
-            edit = replace_node(source, node, node.left)
             if edit is None:
                 continue
-            for shape, anchors, how in division_uses(project, source, function, node):
+            for shape, anchors, how in uses:
                 yield Mutant(
                     kind="division",
                     shape=widest([shape, sums[total]]),
@@ -858,7 +864,7 @@ def division_mutants(project: Project, source: SourceFile) -> Iterator[Mutant]:
                     anchors=anchors,
                     units={unit_of(source, node)} | {(rel, line, line) for rel, line in anchors},
                     where=source.where(node.lineno),
-                    what=f"`{source.segment(node)}` -> `{source.segment(node.left)}` ({how})",
+                    what=f"{what} ({how})",
                 )
                 break
 
@@ -877,21 +883,28 @@ def division_uses(project: Project, source: SourceFile, function: ast.AST, divis
         and len(parent.targets) == 1
         and isinstance(parent.targets[0], ast.Name)
     ):
-        name = parent.targets[0].id
-        logs = logged_after(project, source, function, name, parent.lineno)
-        if logs:
-            yield "same-function", set().union(*(lines_of(source, c) for c, _ in logs)), f"`{name}` logged"
-            return
-        returns = [n for n in body_walk(function) if isinstance(n, ast.Return) and n.value is not None]
-        for ret in returns:
-            names = [x for x in ast.walk(ret.value) if isinstance(x, ast.Name) and x.id == name]
-            if names:
-                yield from caller_logs(project, source, function, ret.value, names[0])
-                return
+        yield from name_uses(project, source, function, parent.targets[0].id, parent.lineno)
     elif isinstance(parent, (ast.Return, ast.Tuple)):
         ret = parent if isinstance(parent, ast.Return) else source.parents.get(parent)
         if isinstance(ret, ast.Return):
             yield from caller_logs(project, source, function, ret.value, division)
+
+
+def name_uses(project: Project, source: SourceFile, function: ast.AST, name: str | None, after: int):
+    """How the average held by `name` from line `after` on is logged: by this function, or by a
+    caller it is returned to."""
+    if name is None or "." in name:
+        return
+    logs = logged_after(project, source, function, name, after)
+    if logs:
+        yield "same-function", set().union(*(lines_of(source, c) for c, _ in logs)), f"`{name}` logged"
+        return
+    returns = [n for n in body_walk(function) if isinstance(n, ast.Return) and n.value is not None]
+    for ret in returns:
+        names = [x for x in ast.walk(ret.value) if isinstance(x, ast.Name) and x.id == name]
+        if names and ret.lineno > after:
+            yield from caller_logs(project, source, function, ret.value, names[0])
+            return
 
 
 def caller_logs(project: Project, source: SourceFile, function: ast.AST, value: ast.AST, average: ast.AST):

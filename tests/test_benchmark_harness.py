@@ -56,6 +56,16 @@ for epoch in range(10):
     print(running_loss / len(loader))
 """
 
+EVALUATE = """\
+def evaluate(model, loader, criterion):
+    test_loss = 0
+    with torch.no_grad():
+        for x, y in loader:
+            test_loss += criterion(model(x), y).item()
+    test_loss /= len(loader)
+    print(test_loss)
+"""
+
 # A loss summed over time steps and backpropagated is the step's loss, not a logged sum.
 SEQUENCE = """\
 for epoch in range(10):
@@ -76,6 +86,7 @@ def project(tmp_path: Path) -> Path:
         "train.py": TRAIN,
         "script.py": SCRIPT,
         "sequence.py": SEQUENCE,
+        "evaluate.py": EVALUATE,
     }.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(text)
@@ -98,6 +109,7 @@ def test_candidates_by_kind_shape_and_file(project: Path) -> None:
         ("clear", "same-function", "script.py"),
         ("clear", "same-function", "sequence.py"),
         ("division", "cross-module", "engine.py"),
+        ("division", "same-function", "evaluate.py"),
         ("division", "same-function", "script.py"),
         ("item", "same-function", "engine.py"),
         ("item", "same-function", "script.py"),
@@ -127,6 +139,7 @@ def test_verdicts_against_looplint(project: Path) -> None:
     assert verdicts[("clear", "same-function", "script.py")] == "caught"
     assert verdicts[("reset", "same-function", "script.py")] == "caught"
     assert verdicts[("item", "same-function", "script.py")] == "caught"
+    assert verdicts[("division", "same-function", "evaluate.py")] == "caught"
     assert set(verdicts.values()) <= {"caught", "elsewhere", "missed"}
     assert (project / "engine.py").read_text() == ENGINE  # the project itself is never touched
 
