@@ -11,8 +11,8 @@ Mutations, each applied alone to a temporary copy of the repository (the corpus 
 - reset:    move a loss accumulator's reset (`running_loss = 0.0`, ...) one loop level out
                                                                                   -> LL201 at the reset
 - division: drop the division of a logged average (`add_scalar(tag, total / n)`, `print(... / 2000)`,
-            `avg = total / len(loader)` with avg logged or returned to a caller that logs it)
-                                                                              -> LL202 at the logging
+            `avg = total / len(loader)` with avg logged or returned to a caller that logs it,
+            `total /= n` before total is logged)                           -> LL202 at the logging
 - item:     drop `.item()` / `.detach()` / `float()` from a loss that was backpropagated and is
             summed across iterations (also through a variable or a helper's return)
                                                                                   -> LL203 at the +=
@@ -56,7 +56,16 @@ SHAPES = ("same-function", "helper", "cross-module")
 LOOPS = (ast.For, ast.AsyncFor, ast.While)
 SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
 HELPER_DEPTH = 3  # how many calls deep a loop's helpers are followed
-LOG_METHODS = {"add_scalar", "add_scalars", "log", "info", "log_metrics", "set_postfix", "set_description"}
+LOG_METHODS = {
+    "add_scalar",
+    "add_scalars",
+    "log",
+    "info",
+    "log_metrics",
+    "set_postfix",
+    "set_description",
+    "write",
+}
 # Method names too common to tell, from the name alone, which class's method a call runs.
 COMMON_METHODS = {
     "forward",
