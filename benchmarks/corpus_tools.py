@@ -15,6 +15,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 from looplint.engine import lint_paths
 from looplint.engine.config import load_config
@@ -39,6 +40,12 @@ class Repository:
         return self.name.replace("/", "__", 1)
 
 
+def fail(message: str) -> NoReturn:
+    """Stop with a one-line message and exit status 2, as looplint does for bad input."""
+    print(message, file=sys.stderr)
+    raise SystemExit(2)
+
+
 def split_of(name: str) -> str:
     """The split rule, fixed before any result was looked at: the parity of sha256(name)."""
     return "tune" if hashlib.sha256(name.encode()).digest()[0] % 2 == 0 else "held-out"
@@ -51,7 +58,7 @@ def load_manifest(path: Path = MANIFEST) -> list[Repository]:
     for repository in repositories:
         if repository.split != split_of(repository.name):
             rule = split_of(repository.name)
-            sys.exit(f"{path}: {repository.name} is in split {repository.split!r}, the rule says {rule!r}")
+            fail(f"{path}: {repository.name} is in split {repository.split!r}, the rule says {rule!r}")
     return sorted(repositories, key=lambda r: r.name.lower())
 
 
@@ -60,13 +67,13 @@ def select(corpus: Path, split: str, only: list[str] | None = None) -> list[Repo
 
     Exits with a one-line message when the corpus directory is missing."""
     if not corpus.is_dir():
-        sys.exit(f"corpus directory not found: {corpus}")
+        fail(f"corpus directory not found: {corpus}")
     chosen = [r for r in load_manifest() if split in ("all", r.split)]
     if only:
         chosen = [r for r in chosen if r.name in only or r.directory in only]
         unknown = set(only) - {r.name for r in chosen} - {r.directory for r in chosen}
         if unknown:
-            sys.exit(f"not in the manifest (split {split}): {', '.join(sorted(unknown))}")
+            fail(f"not in the manifest (split {split}): {', '.join(sorted(unknown))}")
     return chosen
 
 

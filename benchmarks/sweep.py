@@ -18,7 +18,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from corpus_tools import SPLITS, looplint_version, run_looplint, select, source_lines
+from corpus_tools import SPLITS, fail, looplint_version, run_looplint, select, source_lines
 
 CONTEXT = 3  # lines of context on each side of a finding
 
@@ -110,7 +110,10 @@ def key(finding: dict) -> tuple:
 
 def compare(old_path: Path, new_path: Path) -> None:
     """Print the findings only in `new_path` (appeared) and only in `old_path` (disappeared)."""
-    old, new = (json.loads(path.read_text(encoding="utf-8")) for path in (old_path, new_path))
+    try:
+        old, new = (json.loads(path.read_text(encoding="utf-8")) for path in (old_path, new_path))
+    except (OSError, ValueError) as error:
+        fail(f"cannot read the sweeps to compare: {error}")
     old_keys = {key(f): f for f in old["findings"]}
     new_keys = {key(f): f for f in new["findings"]}
     print(f"old: {old_path} ({old['looplint']}, split {old['split']}, {len(old_keys)} findings)")
