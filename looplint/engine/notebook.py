@@ -283,12 +283,23 @@ def _blank_ipython(text: str) -> tuple[str, frozenset[int]]:
         return "\n" * len(lines), frozenset(range(len(lines)))
     blanked: set[int] = set()
     scanner = _StatementScanner()
+    magic: _StatementScanner | None = None  # a magic line continued on the next lines
     for index, line in enumerate(lines):
-        if scanner.at_statement_start() and _IPYTHON_LINE.match(line):
+        if magic is not None:
+            magic.feed(line)
+            lines[index] = "\n"
+            blanked.add(index)
+            if magic.at_statement_start():
+                magic = None
+        elif scanner.at_statement_start() and _IPYTHON_LINE.match(line):
             # Inside a block, `pass` keeps the block valid when the magic was all it held.
             indent = _indent_of(line)
             lines[index] = (indent + "pass" if indent else "") + "\n"
             blanked.add(index)
+            magic = _StatementScanner()
+            magic.feed(line)
+            if magic.at_statement_start():
+                magic = None
         else:
             scanner.feed(line)
     return "".join(lines), frozenset(blanked)

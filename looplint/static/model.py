@@ -230,6 +230,7 @@ class Model:
         self.block_of: dict[cst.CSTNode, tuple[cst.CSTNode, int]] = {}
         self.parent_statement: dict[cst.CSTNode, cst.CSTNode] = {}
         self.imports: set[str] = set()  # top-level package of every import (`torch`, `mxnet`)
+        self.star_imports: list[Ref] = []  # project modules imported with `*`
         self.scaler_stepped: set[str] = set()  # X in scaler.step(X)
         self.engines: set[str] = set()  # receivers of X.backward(loss): Accelerate, DeepSpeed
         self.cleared: set[str] = set()  # receivers of X.zero_grad()
@@ -300,6 +301,10 @@ class Model:
             current = current.parent
         if scope.parent is None and name in scope.final:
             return scope.final[name]
+        for star in self.star_imports:
+            found = self.module_attribute(star, name)
+            if found is not None:
+                return found
         if name in _BUILTINS:
             return Ext(f"builtins.{name}")
         return Unknown(("free", name))
@@ -879,6 +884,9 @@ class _Builder:
         if level == 0 and module:
             self.model.imports.add(module.split(".")[0])
         if isinstance(node.names, cst.ImportStar):
+            star = self.imported(module or "", level, None)
+            if isinstance(star, Ref):
+                self.model.star_imports.append(star)  # `from utils import *`: its names, when asked
             return
         for alias in node.names:
             imported = names.dotted(alias.name) or ""
@@ -909,7 +917,8 @@ class _Builder:
             self.accumulate(target, node.value, term, node, ctx)
         elif isinstance(node.operator, (cst.DivideAssign, cst.FloorDivideAssign)):
             self.emit(DIVIDE, target, node, ctx, var=self.var_key(target))
-            self.rebind(target, Bin("div", self.lookup(target), term), ctx)
+            divisor = frozenset(names.dotted_names(node.value)) | _literals(node.value)
+            self.rebind(target, Bin("div", self.lookup(target), term, divisor), ctx)
         else:
             self.rebind(target, Bin("other", self.lookup(target), term), ctx)
 
@@ -939,7 +948,7 @@ class _Builder:
             owner = name.rsplit(".", 1)[0]
             self.emit(FREEZE, owner, node, ctx, value=self.lookup(owner), frozen=_is_false_literal(source))
         if name.endswith((".desc", ".postfix")):
-            self.emit(LOG, name.rsplit(".", 1)[0], node, ctx)  # tqdm's bar.desc = "..."
+            self.emit(LOG, name.rsplit(".", 1)[0], node, ctx, logged=value)  # tqdm's bar.desc = "..."
         if (
             isinstance(source, cst.BinaryOperation)
             and isinstance(source.operator, cst.Add)
@@ -964,7 +973,10 @@ class _Builder:
         before = self.lookup(target)
         binding_loops = self.bound_at.get(target, ())
         spans = len(ctx.loops) > len(binding_loops) and _is_prefix(binding_loops, ctx.loops)
-        total = Accum(before, term, spans)
+        spanned = ctx.loops[len(binding_loops) :] if spans else ()
+        counts = {loop.count_name or str(loop.count) for loop in spanned if loop.counted}
+        window = bool(spanned) and len(counts) == len(spanned) and bool(counts & _divisor_of(term))
+        total = Accum(before, term, spans, window)
         self.emit(
             ACCUMULATE,
             target,
@@ -1092,8 +1104,12 @@ class _Builder:
         if isinstance(node, (cst.SimpleString, cst.ConcatenatedString)):
             return Lit("str")
         if isinstance(node, cst.FormattedString):
-            self.children(node, ctx)
-            return Lit("str")
+            parts = tuple(
+                self.expr(part.expression, ctx)
+                for part in node.parts
+                if isinstance(part, cst.FormattedStringExpression)
+            )
+            return Bin("format", Lit("str"), Tup(parts))
         if isinstance(node, (cst.Tuple, cst.List)):
             return Tup(tuple(self.expr(element.value, ctx) for element in node.elements))
         if isinstance(node, cst.UnaryOperation):
@@ -1125,7 +1141,7 @@ class _Builder:
             divisors = frozenset(names.dotted_names(node.right))
             left = self.expr(node.left, ctx.but(divisors=divisors))
             right = self.expr(node.right, ctx if ctx.divisors is None else ctx.but(divisors=None))
-            return Bin("div", left, right)
+            return Bin("div", left, right, divisors | _literals(node.right))
         left = self.expr(node.left, ctx)
         right = self.expr(node.right, ctx)
         if isinstance(operator, cst.Modulo) and isinstance(
@@ -1572,3 +1588,24 @@ def _parameters_of(iterable: cst.BaseExpression) -> str | None:
     ):
         return _module_path(iterable.func.value)
     return None
+
+
+def _literals(node: cst.BaseExpression) -> frozenset[str]:
+    """The integer literals of an expression, as written (`4` in `/ 4`)."""
+    if isinstance(node, cst.Integer):
+        return frozenset({str(int(node.value.replace("_", ""), 0))})
+    return frozenset()
+
+
+def _divisor_of(value: Value) -> frozenset[str]:
+    """How the division a value went through was written: `(loss / k).item()` -> {'k'}."""
+    for _ in range(8):
+        if isinstance(value, Bin) and value.op == "div":
+            return value.divisor
+        if isinstance(value, Call) and isinstance(value.func, Attr):
+            value = value.func.base
+        elif isinstance(value, (Attr, Item)):
+            value = value.base
+        else:
+            break
+    return frozenset()

@@ -485,11 +485,11 @@ class _Encoder:
         if isinstance(value, Item):
             return ["item", v(value.base, depth), value.key]
         if isinstance(value, Bin):
-            return ["bin", value.op, v(value.left, depth), v(value.right, depth)]
+            return ["bin", value.op, v(value.left, depth), v(value.right, depth), sorted(value.divisor)]
         if isinstance(value, Tup):
             return ["tup", [v(item, depth) for item in value.items]]
         if isinstance(value, Accum):
-            return ["accum", v(value.prev, depth), v(value.term, depth), value.spans]
+            return ["accum", v(value.prev, depth), v(value.term, depth), value.spans, value.window]
         if isinstance(value, Phi):
             return ["phi", [v(option, depth) for option in value.options]]
         if isinstance(value, Elem):
@@ -631,11 +631,11 @@ class _Decoder:
         if tag == "item":
             return Item(v(data[1]) or Unknown(), data[2])
         if tag == "bin":
-            return Bin(data[1], v(data[2]) or Unknown(), v(data[3]) or Unknown())
+            return Bin(data[1], v(data[2]) or Unknown(), v(data[3]) or Unknown(), frozenset(data[4]))
         if tag == "tup":
             return Tup(tuple(v(item) or Unknown() for item in data[1]))
         if tag == "accum":
-            return Accum(v(data[1]) or Unknown(), v(data[2]) or Unknown(), data[3])
+            return Accum(v(data[1]) or Unknown(), v(data[2]) or Unknown(), data[3], data[4])
         if tag == "phi":
             return Phi(tuple(v(option) or Unknown() for option in data[1]))
         if tag == "elem":

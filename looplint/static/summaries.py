@@ -103,7 +103,8 @@ class FunctionSummary:
         """The summary's events as they happen at the call `call` of the caller's scope."""
         call_value = call.data.get("call")
         bindings = self.bindings(call_value, skip_self=call.data.get("skip_self", False))
-        arguments = _argument_nodes(call.node, self)
+        # A call that happens in another module has no node here to point at its arguments.
+        arguments = {} if call.foreign else _argument_nodes(call.node, self)
         memo: dict = {}
         shift = len(call.loops)
         for inner, param, value_keys in self._prepared():
@@ -317,13 +318,13 @@ def _rebuild(value: Value, key: str, bindings: dict[str, Value], memo: dict, men
         return value if base is value.base else Item(base, value.key)
     if isinstance(value, Bin):
         left, right = sub(value.left), sub(value.right)
-        return value if (left is value.left and right is value.right) else Bin(value.op, left, right)
+        return value if (left is value.left and right is value.right) else Bin(value.op, left, right, value.divisor)
     if isinstance(value, Tup):
         items = tuple(sub(item) for item in value.items)
         return value if all(a is b for a, b in zip(items, value.items, strict=True)) else Tup(items)
     if isinstance(value, Accum):
         prev, term = sub(value.prev), sub(value.term)
-        return value if (prev is value.prev and term is value.term) else Accum(prev, term, value.spans)
+        return value if (prev is value.prev and term is value.term) else Accum(prev, term, value.spans, value.window)
     if isinstance(value, Phi):
         options = tuple(sub(option) for option in value.options)
         return value if all(a is b for a, b in zip(options, value.options, strict=True)) else Phi(options)

@@ -137,14 +137,16 @@ class Item(Value):
 
 
 class Bin(Value):
-    """Arithmetic: op is 'add', 'sub', 'mul', 'div', 'pow', 'mod', 'cmp', 'format' or 'other'."""
+    """Arithmetic: op is 'add', 'sub', 'mul', 'div', 'pow', 'mod', 'cmp', 'format' or 'other'.
+    A division knows how its divisor was written (`accumulation_steps`, `4`)."""
 
-    __slots__ = ("op", "left", "right")
+    __slots__ = ("divisor", "left", "op", "right")
 
-    def __init__(self, op: str, left: Value, right: Value) -> None:
+    def __init__(self, op: str, left: Value, right: Value, divisor: frozenset[str] = frozenset()) -> None:
         self.op = op
         self.left = left
         self.right = right
+        self.divisor = divisor
 
 
 class Tup(Value):
@@ -158,14 +160,17 @@ class Tup(Value):
 
 class Accum(Value):
     """`x += term` (or `x = x + term`): `spans` when it runs in a loop that `x`'s binding is
-    outside of, so the sum collects several iterations."""
+    outside of, so the sum collects several iterations; `window` when each term was divided by
+    the number of iterations it sums (`for _ in range(k): total += (loss / k).item()`), so the
+    sum is a mean."""
 
-    __slots__ = ("prev", "term", "spans")
+    __slots__ = ("prev", "spans", "term", "window")
 
-    def __init__(self, prev: Value, term: Value, spans: bool) -> None:
+    def __init__(self, prev: Value, term: Value, spans: bool, window: bool = False) -> None:
         self.prev = prev
         self.term = term
         self.spans = spans
+        self.window = window
 
 
 class Phi(Value):
@@ -273,7 +278,7 @@ _KEEPING = frozenset(
     }
 )
 # ... and those that leave the graph.
-_DETACHING = frozenset({"item", "tolist", "detach", "numpy", "data", "detach_"})
+_DETACHING = frozenset({"item", "tolist", "detach", "numpy", "data", "detach_", "asscalar", "asnumpy"})
 _NUMBER_BUILTINS = frozenset({"float", "int", "round", "abs"})
 MAX_CALL_DEPTH = 4  # nested returns followed through project functions
 
@@ -380,9 +385,13 @@ class Evaluator:
         return Known(origin=("item", base.origin, value.key) if base.origin else None)
 
     def _arithmetic(self, value: Bin) -> Known:
-        if value.op in ("cmp", "format"):
-            return STRING if value.op == "format" else Known("bool")
+        if value.op == "cmp":
+            return Known("bool")
+        if value.op == "format":
+            return text_of([self.known(value.left), self.known(value.right)])
         left, right = self.known(value.left), self.known(value.right)
+        if "str" in (left.kind, right.kind) and value.op == "add":
+            return text_of([left, right])
         if value.op == "div":
             kind = "number" if left.numeric and right.numeric else left.kind
             return Known(
@@ -422,7 +431,7 @@ class Evaluator:
             kind,
             loss=term.loss or before.loss,
             attached=term.attached or before.attached,
-            divided=term.divided and (before.zero or before.divided),
+            divided=(term.divided and value.window and before.zero) or (before.divided and not value.spans),
             summed=before.summed or (value.spans and self._starts_at_zero(value)),
         )
 
@@ -475,6 +484,8 @@ class Evaluator:
             return None
         if receiver.kind == "object" and receiver.role == "instance":
             return None  # a method of a project class: its summary answers
+        if receiver.kind == "str" and name == "format":
+            return text_of([receiver, *(self.known(a) for a in call.args), *(self.known(v) for _, v in call.kwargs)])
         if name in _DETACHING:
             return _detached(receiver, name)
         if name in _KEEPING:
@@ -542,7 +553,7 @@ class Evaluator:
         if name == "len":
             return NUMBER
         if name in ("str", "repr", "format"):
-            return STRING
+            return text_of([argument])
         if name == "sum" and argument.kind == "tuple" and argument.items:
             return meet(list(argument.items))
         return Known(origin=call.site)
@@ -573,9 +584,22 @@ class Evaluator:
         return Known("object", role="instance", origin=call.site, target=cls)
 
 
+def text_of(parts: list[Known]) -> Known:
+    """A string made from values: it shows an undivided sum of losses if one of them is one
+    (`mesg = "loss {:.3f}".format(total)` then `print(mesg)`)."""
+    for part in parts:
+        if part.kind == "tuple" and part.items:
+            found = text_of(list(part.items))
+            if found.summed:
+                return found
+        elif part.summed and part.loss and not part.divided:
+            return Known("str", loss=True, summed=True)
+    return STRING
+
+
 def _detached(base: Known, how: str) -> Known:
     """`.item()`, `.detach()`, `.data`, `.numpy()`: the same quantity, off the graph."""
-    if how == "item":
+    if how in ("item", "asscalar"):
         kind = "number"  # `.item()` always gives a Python number
     elif how in ("detach", "detach_", "data"):
         kind = "tensor" if base.kind in ("tensor", "unknown") and base.loss else base.kind

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import libcst as cst
 
 from looplint.findings import Edit, Fix
-from looplint.static.model import ACCUMULATE, APPEND, ASSIGN, DIVIDE, READ, Event, Model, Scope
-from looplint.static.values import Tup
+from looplint.static.model import ACCUMULATE, APPEND, ASSIGN, BACKWARD, DIVIDE, LOG, READ, Event, Model, Scope
+from looplint.static.values import Accum, Attr, Bin, Call, Item, Phi, Tup
 from looplint.static.rules import Hit, elsewhere, is_prefix, loop_label, same_loops
 
 
@@ -146,16 +146,23 @@ def _misplaced_reset(events: list[Event], acc: Accumulator) -> Hit | None:
 
 def unaveraged_loss_logged(model: Model) -> Iterator[Hit]:
     for scope in model.scopes:
-        reported: set[str] = set()
-        for event in model.events(scope):
-            if event.kind != READ or not event.data.get("in_log") or event.data.get("divisors") is not None:
+        events = model.events(scope)
+        sums = {id(e.value): e.var for e in events if e.kind == ACCUMULATE}
+        reported: set = set()
+        for event in events:
+            if event.kind == LOG and event.data.get("logged") is not None:
+                value = event.data["logged"]  # `bar.desc = "loss {:.3f}".format(total)`
+            elif event.kind == READ and event.data.get("in_log") and event.data.get("divisors") is None:
+                value = event.value
+            else:
                 continue
-            if event.name in reported:
-                continue
-            known = model.known(event.value)
-            if not (known.summed and known.loss and not known.divided) or model.is_backwarded(event.value):
+            known = model.known(value)
+            if not (known.summed and known.loss and not known.divided) or model.is_backwarded(value):
                 continue  # (a sum that is differentiated is one loss built from several terms)
-            reported.add(event.name or "")
+            key = _sums_in(value, sums) or event.name
+            if key in reported:
+                continue  # one finding per sum, however many places log it
+            reported.add(key)
             yield Hit(
                 "LL202",
                 event.node,
@@ -165,12 +172,32 @@ def unaveraged_loss_logged(model: Model) -> Iterator[Hit]:
             )
 
 
+def _sums_in(value, sums: dict[int, tuple], depth: int = 0) -> frozenset:
+    """The accumulator variables a logged value is made from."""
+    if value is None or depth > 20:
+        return frozenset()
+    if id(value) in sums:
+        return frozenset({sums[id(value)]})
+    children: tuple = ()
+    if isinstance(value, (Attr, Item)):
+        children = (value.base,)
+    elif isinstance(value, Call):
+        children = (value.func, *value.args)
+    elif isinstance(value, Bin):
+        children = (value.left, value.right)
+    elif isinstance(value, (Tup, Phi)):
+        children = value.items if isinstance(value, Tup) else value.options
+    elif isinstance(value, Accum):
+        children = (value.prev,)
+    return frozenset().union(*(_sums_in(child, sums, depth + 1) for child in children))
+
+
 def loss_tensor_accumulated(model: Model) -> Iterator[Hit]:
     for scope in model.scopes:
         events = model.events(scope)
         always_no_grad = _always_no_grad(model, scope)
         for acc in _accumulators(model, events):
-            if _returned_as_loss(scope, acc):
+            if _returned_as_loss(model, scope) or _restarted_every_step(events, acc):
                 continue
             for update in acc.updates:
                 if update.no_grad or always_no_grad or not acc.spans_iterations(update):
@@ -188,20 +215,29 @@ def loss_tensor_accumulated(model: Model) -> Iterator[Hit]:
                 break
 
 
-def _returned_as_loss(scope: Scope, acc: Accumulator) -> bool:
+def _restarted_every_step(events: list[Event], acc: Accumulator) -> bool:
+    """The sum restarts in each iteration of the loop that runs the backward pass: the terms of
+    one training step (over classes, layers, environments), used within that step."""
+    for backward in events:
+        if backward.kind == BACKWARD and backward.loops:
+            step_loop = backward.loops[-1]
+            if all(r.in_loop(step_loop) for r in acc.resets) and all(u.in_loop(step_loop) for u in acc.updates):
+                return True
+    return False
+
+
+def _returned_as_loss(model: Model, scope: Scope) -> bool:
     """Loss functions and forward passes build a loss from terms for the caller to differentiate;
-    so does any function that returns the plain sum."""
+    so does any function that returns a plain sum still on the graph (not one averaged for a log,
+    `final_loss /= len(loader); return final_loss`)."""
     name = scope.name.lower()
     if "loss" in name or name in ("forward", "__call__"):
         return True
-    returned = [r for r in acc.reads if _is_return(r.statement)]
-    return any(r.data.get("divisors") is None for r in returned)
-
-
-def _is_return(statement: cst.CSTNode | None) -> bool:
-    return isinstance(statement, cst.SimpleStatementLine) and any(
-        isinstance(small, cst.Return) for small in statement.body
-    )
+    for value in scope.returns:
+        returned = [model.known(item) for item in value.items] if isinstance(value, Tup) else [model.known(value)]
+        if any(known.summed and known.attached and not known.divided for known in returned):
+            return True
+    return False
 
 
 def _tensor_accumulator(model: Model, acc: Accumulator) -> bool:
