@@ -402,6 +402,14 @@ class Model:
                     return inherited
         return None
 
+    def class_layers(self, cls: Ref) -> frozenset[str] | None:
+        """What a class of the project builds (`nn.Linear`, `nn.Dropout`: the last names of the
+        calls in its body that are not calls of its own layers); None when not known."""
+        if cls.module != self.file:
+            return self.project.class_layers(cls.module, cls.name) if self.project is not None else None
+        node = self.classes.get(cls.name)
+        return _built_layers(node) if node is not None else None
+
     def _bases_of(self, cls: Ref) -> list[Value]:
         if cls.module == self.file:
             return self.class_bases.get(cls.name, [])
@@ -1314,9 +1322,10 @@ class _Builder:
             self.emit(CLIP, names.dotted(func), node, ctx, args=args, value=func_value)
         elif method == "unscale_" and receiver is not None:
             self.emit(UNSCALE, receiver, node, ctx, value=args[0] if args else None)
-        elif method in ("train", "eval") and receiver is not None:
+        elif method in ("train", "eval") and isinstance(func, cst.Attribute) and _module_root(func.value):
+            # `model.train()`, also `model.to(device).train()`
             training = method == "train" and not (positional and _is_false_literal(positional[0]))
-            self.emit(MODE, receiver, node, ctx, training=training, value=receiver_value)
+            self.emit(MODE, _module_root(func.value), node, ctx, training=training, value=receiver_value)
         elif method == "requires_grad_" and receiver is not None:
             frozen = bool(positional) and _is_false_literal(positional[0])
             self.emit(FREEZE, receiver, node, ctx, value=receiver_value, frozen=frozen)
@@ -1609,3 +1618,32 @@ def _divisor_of(value: Value) -> frozenset[str]:
         else:
             break
     return frozenset()
+
+
+def _module_root(node: cst.BaseExpression) -> str | None:
+    """The module a chain of calls on it starts from: `model.to(device)` -> 'model'."""
+    while isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute):
+        node = node.func.value
+    return names.dotted(node)
+
+
+_MODE_WORDS = ("dropout", "batch_norm", "batchnorm", "instance_norm", "instancenorm")
+
+
+def _built_layers(node: cst.ClassDef) -> frozenset[str]:
+    """What the class's `__init__` builds, and the dropout or normalization its other methods
+    call (`F.dropout(x, p)`); weight initialization helpers and calls of its own layers aside."""
+    found: set[str] = set()
+    for statement in node.body.body if isinstance(node.body, cst.IndentedBlock) else ():
+        constructor = isinstance(statement, cst.FunctionDef) and statement.name.value == "__init__"
+        stack: list[cst.CSTNode] = [statement]
+        while stack:
+            current = stack.pop()
+            if isinstance(current, cst.Call) and not (names.dotted(current.func) or "").startswith("self."):
+                callee = names.callee_name(current)
+                if callee is not None and not callee.startswith("_"):
+                    lowered = callee.lower()
+                    if constructor or any(word in lowered for word in _MODE_WORDS):
+                        found.add(callee)
+            stack.extend(names.child_nodes(current))
+    return frozenset(found)

@@ -179,6 +179,11 @@ class Project:
                     return found
         return None
 
+    def class_layers(self, module: str, cls: str) -> frozenset[str] | None:
+        summary = self.summary(module)
+        info = summary.classes.get(cls) if summary is not None else None
+        return frozenset(info["layers"]) if info is not None and "layers" in info else None
+
     def class_bases(self, module: str, cls: str) -> list[Value]:
         summary = self.summary(module)
         info = summary.classes.get(cls) if summary is not None else None
@@ -427,6 +432,7 @@ def encode_module(model: Model) -> dict[str, Any]:
             "bases": list(model.class_bases.get(name, [])),
             "methods": sorted(method for (owner, method) in model.methods if owner == name),
             "attrs": attrs,
+            "layers": sorted(model.class_layers(Ref("class", model.file, name)) or ()),
         }
     assert model.root is not None
     summary.exports = dict(model.root.final)
@@ -557,6 +563,7 @@ def _encode_module(summary: ModuleSummary, model: Model | None = None) -> dict[s
             "bases": [encoder.value(base) for base in info["bases"]],
             "methods": info["methods"],
             "attrs": {attr: encoder.value(value) for attr, value in info["attrs"].items()},
+            "layers": info["layers"],
         }
         for name, info in summary.classes.items()
     }
@@ -718,6 +725,7 @@ def _decode_module(data: dict[str, Any], project: Project | None) -> ModuleSumma
             "bases": [decoder.value(base) or Unknown() for base in info["bases"]],
             "methods": info["methods"],
             "attrs": {attr: decoder.value(value) or Unknown() for attr, value in info["attrs"].items()},
+            "layers": info.get("layers", []),
         }
     summary.exports = {name: decoder.value(value) or Unknown() for name, value in data["exports"].items()}
     return summary

@@ -277,6 +277,10 @@ _KEEPING = frozenset(
         "requires_grad_",
     }
 )
+# Module methods that return the module itself.
+_SELF_RETURNING = frozenset(
+    {"train", "eval", "to", "cuda", "cpu", "float", "half", "double", "bfloat16", "requires_grad_", "share_memory"}
+)
 # ... and those that leave the graph.
 _DETACHING = frozenset({"item", "tolist", "detach", "numpy", "data", "detach_", "asscalar", "asnumpy"})
 _NUMBER_BUILTINS = frozenset({"float", "int", "round", "abs"})
@@ -457,7 +461,7 @@ class Evaluator:
         if func.kind == "object":
             if func.role == "loss_fn":
                 return Known("tensor", loss=True, attached=not call.no_grad)
-            if func.role == "instance":
+            if func.role == "instance" and isinstance(func.target, Ref):
                 return self._returned(call, func.target, "__call__")
             if func.role == "model":
                 return Known("tensor", origin=call.site)
@@ -483,11 +487,16 @@ class Evaluator:
         if receiver.kind in ("external", "module", "class"):
             return None
         if receiver.kind == "object" and receiver.role == "instance":
+            if name in _SELF_RETURNING and isinstance(receiver.target, Ref):
+                if self.model.instance_attribute(receiver.target, name) is None:
+                    return receiver  # nn.Module's own `.to(device)`, `.train()`: the same model
             return None  # a method of a project class: its summary answers
         if receiver.kind == "str" and name == "format":
             return text_of([receiver, *(self.known(a) for a in call.args), *(self.known(v) for _, v in call.kwargs)])
         if name in _DETACHING:
             return _detached(receiver, name)
+        if name in _SELF_RETURNING and receiver.kind in ("object", "unknown") and not receiver.loss:
+            return receiver  # `model = model.to(device).train()` is the same model
         if name in _KEEPING:
             if receiver.kind in ("tensor", "number") or receiver.loss:
                 return replace(receiver, origin=None)
@@ -635,7 +644,7 @@ def meet(options: list[Known]) -> Known:
         kind = "unknown"  # one of several functions: which one is not known
     return Known(
         kind,
-        target=first.target if kind in ("external", "function", "class", "module") else None,
+        target=first.target if len(targets) == 1 else None,
         role=roles.pop() if len(roles) == 1 else None,
         loss=all(option.loss for option in options),
         attached=all(option.attached for option in options),

@@ -17,10 +17,14 @@ def backward_in_eval_mode(model: Model) -> Iterator[Hit]:
             if switch.kind != MODE or switch.data.get("training") is not False or id(switch.node) in reported:
                 continue
             loop = _training_loop(model, events, switch)
-            if loop is None:
+            if loop is None or not _behaves_differently_in_eval(model, switch):
                 continue
-            if any(e.kind == MODE and e.data.get("training") is not False and model.same(e, switch) for e in events if e.in_loop(loop)):
-                continue  # switched back to training inside the loop (also in a helper it calls)
+            if any(
+                e.kind == MODE and e.data.get("training") is not False and not _certainly_other(model, e, switch)
+                for e in events
+                if e.in_loop(loop)
+            ):
+                continue  # (maybe) switched back to training inside the loop, or in a helper it calls
             reported.add(id(switch.node))
             yield Hit(
                 "LL105",
@@ -74,3 +78,52 @@ def _called_in(model: Model, value: Value | None, identity: tuple, depth: int = 
     if isinstance(value, Bin):
         return _called_in(model, value.left, identity, depth + 1) or _called_in(model, value.right, identity, depth + 1)
     return False
+
+
+def _certainly_other(model: Model, a: Event, b: Event) -> bool:
+    """Two modules built at two different places of this file (`teacher` and `student`); a
+    parameter, an attribute or anything else may be the other one under another name."""
+    first, second = model.identity(a.value), model.identity(b.value)
+    return (
+        first is not None
+        and second is not None
+        and first[0] == second[0] == "site"
+        and first != second
+    )
+
+
+# Layers that compute the same thing in train and eval mode: a model built only from them is
+# not changed by eval().
+_MODE_FREE = frozenset(
+    {
+        "Linear", "Bilinear", "LazyLinear", "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d",
+        "ConvTranspose2d", "ConvTranspose3d", "ReLU", "ReLU6", "LeakyReLU", "PReLU", "ELU",
+        "SELU", "CELU", "GELU", "SiLU", "Mish", "Sigmoid", "Tanh", "Softmax", "LogSoftmax",
+        "Softplus", "Hardtanh", "Flatten", "Unflatten", "MaxPool1d", "MaxPool2d", "MaxPool3d",
+        "AvgPool1d", "AvgPool2d", "AvgPool3d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d",
+        "AdaptiveAvgPool3d", "AdaptiveMaxPool2d", "Embedding", "Identity", "Sequential",
+        "ModuleList", "ModuleDict", "Upsample", "PixelShuffle", "ZeroPad2d", "LayerNorm",
+        "GroupNorm", "super", "len", "range", "int", "float", "print", "isinstance",
+    }
+)
+
+
+def _behaves_differently_in_eval(model: Model, switch: Event) -> bool:
+    """Unless the switched model is built only from layers that do the same in both modes (no
+    dropout, no batch norm: an `nn.Sequential` of them, or a class of the project whose body
+    builds nothing else), eval() may change it."""
+    known = model.known(switch.value)
+    if known.role == "instance" and known.target is not None:
+        layers = model.class_layers(known.target)
+        return layers is None or any(name not in _MODE_FREE for name in layers)
+    root = switch.value
+    while isinstance(root, Call) and isinstance(root.func, Attr) and root.func.attr in ("to", "cuda", "cpu"):
+        root = root.func.base
+    if isinstance(root, Call) and model.known(root.func).kind == "external":
+        path = model.known(root.func).target or ""
+        if path.rsplit(".", 1)[-1] == "Sequential":
+            return not all(
+                isinstance(layer, Call) and (model.known(layer.func).target or "").rsplit(".", 1)[-1] in _MODE_FREE
+                for layer in root.args
+            )
+    return True
