@@ -115,7 +115,8 @@ def _behaves_differently_in_eval(model: Model, switch: Event) -> bool:
     known = model.known(switch.value)
     if known.role == "instance" and known.target is not None:
         layers = model.class_layers(known.target)
-        return layers is None or any(name not in _MODE_FREE for name in layers)
+        # (in-place initializers, `nn.init.xavier_normal_(...)`, build nothing)
+        return layers is None or any(name not in _MODE_FREE and not name.endswith("_") for name in layers)
     root = switch.value
     while isinstance(root, Call) and isinstance(root.func, Attr) and root.func.attr in ("to", "cuda", "cpu"):
         root = root.func.base
