@@ -242,7 +242,8 @@ class Model:
         self._call_sites: dict[int, list[Event]] | None = None
         self.constructions: dict[tuple, cst.Call] = {}
         self._returns: dict[tuple, tuple[Call, Value | None]] = {}
-        self._families: dict[str, set[str]] = {}  # optimizer identity -> its construction
+        self._families: dict[str, set[str]] = {}
+        self._uses_torch: bool | None = None  # optimizer identity -> its construction
         self.evaluator = Evaluator(self)
         _Builder(self).build(module)
 
@@ -416,6 +417,13 @@ class Model:
         if self.project is None:
             return []
         return self.project.class_bases(cls.module, cls.name)
+
+    @property
+    def uses_torch(self) -> bool:
+        """The file imports torch (or a library built on it), or runs a backward pass."""
+        if self._uses_torch is None:
+            self._uses_torch = bool(self.imports & vocabulary.TORCH_ECOSYSTEM) or bool(self._backwarded)
+        return self._uses_torch
 
     def loss_by_convention(self, display: str | None) -> bool:
         """An unknown callable named like a loss function (`criterion`, `loss_fn`): its result

@@ -466,8 +466,17 @@ class Evaluator:
             if func.role == "model":
                 return Known("tensor", origin=call.site)
         if func.kind == "unknown" and self.model.loss_by_convention(call.display):
-            return Known("tensor", loss=True, attached=not call.no_grad)
+            return self._conventional_loss(call)
         return Known(origin=call.site)
+
+    def _conventional_loss(self, call: Call) -> Known:
+        """The result of an unknown callable named like a loss function: a loss, and a tensor on
+        the graph only in code that uses torch."""
+        return Known(
+            "tensor" if self.model.uses_torch else "unknown",
+            loss=True,
+            attached=self.model.uses_torch and not call.no_grad,
+        )
 
     def _returned(self, call: Call, target: Ref, method: str | None = None) -> Known:
         """What a project function returns at this call; calls nested deeper than a few levels
@@ -515,7 +524,7 @@ class Evaluator:
         if receiver.role == "loss_fn" and name == "forward":
             return Known("tensor", loss=True, attached=not call.no_grad)
         if name == "forward" and receiver.kind == "unknown" and self.model.loss_by_convention(call.display):
-            return Known("tensor", loss=True, attached=not call.no_grad)
+            return self._conventional_loss(call)
         return None
 
     def _external_call(self, call: Call, path: str) -> Known:
@@ -580,9 +589,10 @@ class Evaluator:
                 if argument.kind == "tuple" and argument.items:
                     argument = meet(list(argument.items))
                 if numpy:
-                    return replace(argument, kind="number", attached=False, origin=None)
+                    kind = "number" if argument.loss or argument.numeric else "unknown"
+                    return replace(argument, kind=kind, attached=False, origin=None)
                 return replace(argument, kind="tensor", origin=None, zero=False)
-        return Known("number" if numpy else "tensor", origin=call.site)
+        return Known("unknown" if numpy else "tensor", origin=call.site)  # an array (an image?)
 
     def _construct(self, call: Call, cls: Ref) -> Known:
         role = self.model.class_role(cls)

@@ -281,6 +281,10 @@ def loss_tensors_collected(model: Model) -> Iterator[Hit]:
             if not (len(created.loops) < len(append.loops) and is_prefix(created.loops, append.loops)):
                 continue  # a fresh list each iteration
             known = model.known(append.value)
+            if _returned_as_loss(model, scope) or any(
+                _sums_in(value, {id(created.value): created.var}) for value in scope.returns
+            ):
+                continue  # the terms of a loss the function returns (`torch.stack(terms).mean()`)
             if not (known.loss and known.attached) or known.summed or model.is_backwarded(created.value):
                 # (a running sum that keeps graphs is LL203's; a list summed into a loss that is
                 # differentiated keeps them on purpose)

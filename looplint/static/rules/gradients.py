@@ -170,6 +170,8 @@ def _cleared_before_step(model: Model, events: list[Event], index: int, step: Ev
     clear: Event | None = None
     backward: Event | None = None
     for earlier in reversed(events[:index]):
+        if step.loops and not earlier.in_loop(step.loops[-1]):
+            break  # the backward of another iteration, or from before the loop
         if earlier.exclusive_with(step):
             continue
         if earlier.kind == STEP and model.same(earlier, step):
@@ -203,6 +205,9 @@ def _accumulation_defeated(model: Model, events: list[Event], step: Event) -> Hi
     same_pass = [e for e in events if e.in_loop(loop) and e.loops[:depth] == step.loops[:depth]]
     if not any(e.kind == BACKWARD and e.every_iteration(loop) for e in same_pass):
         return None
+    guard = _innermost_guard(step, depth)
+    if any(e.kind == BACKWARD and guard in e.branches for e in same_pass):
+        return None  # the step's own backward runs with it (a WGAN generator every n_critic steps)
     clears = [e for e in same_pass if _clears_for(model, e, step)]
     every_iteration = [c for c in clears if c.every_iteration(loop)]
     if not every_iteration or len(every_iteration) < len(clears):
@@ -216,6 +221,12 @@ def _accumulation_defeated(model: Model, events: list[Event], step: Event) -> Hi
         "last step are wiped before the next step can use them, so gradient accumulation does "
         "nothing; clear right after the step, inside the same `if`",
     )
+
+
+def _innermost_guard(step: Event, depth: int) -> tuple:
+    """The `if` inside the loop (depth `depth`) that holds the step."""
+    inside = [branch for branch in step.branches if branch[2] >= depth]
+    return inside[0] if inside else ()
 
 
 def _periodic_loop(events: list[Event], step: Event) -> Loop | None:

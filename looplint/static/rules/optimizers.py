@@ -166,11 +166,16 @@ def optimizer_created_per_step(model: Model) -> Iterator[Hit]:
             identity = model.identity(create.value)
             if identity is None or model.known(create.value).role != "optimizer":
                 continue
+            # A new optimizer in each iteration of the loop that steps it (not per training run:
+            # a `train()` that builds its optimizer and runs its own loop is called per fold).
             loop = next(
                 (
-                    loop
-                    for loop in reversed(create.loops)
-                    if any(e.kind == STEP and e.in_loop(loop) and model.identity(e.value) == identity for e in events)
+                    e.loops[-1]
+                    for e in events
+                    if e.kind == STEP
+                    and e.loops
+                    and model.identity(e.value) == identity
+                    and create.in_loop(e.loops[-1])
                 ),
                 None,
             )
@@ -231,21 +236,34 @@ def optimizer_parameters_frozen(model: Model) -> Iterator[Hit]:
 
 
 def _freezing(before: list[Event], sources: set[str]) -> str | None:
-    """How the sources were all frozen before the step, or None if some part still trains."""
-    frozen: list[tuple[str, Event]] = []
+    """How the sources were all frozen before the step, or None if some part still trains: a
+    part unfrozen again, or a new submodule assigned after the freeze (`model.fc = nn.Linear(...)`
+    brings trainable parameters)."""
+    frozen: list[tuple[str, Event, set[str]]] = []  # (module, freeze, parts trainable again)
     for event in before:
-        if event.kind != FREEZE:
+        if event.kind == ASSIGN and event.name:
+            changed = event.name
+        elif event.kind == FREEZE and (changed := _frozen_target(event)) is not None:
+            if event.data.get("frozen"):
+                frozen.append((changed, event, set()))
+                continue
+        else:
             continue
-        target = _frozen_target(event)
-        if target is None:
-            continue
-        if event.data.get("frozen"):
-            frozen.append((target, event))
-        else:  # unfreezing a part keeps what covers it trainable
-            frozen = [(t, e) for t, e in frozen if not (_contains(t, target) or _contains(target, t))]
+        # A part assigned anew or unfrozen: trainable again, inside whatever froze it.
+        frozen = [entry for entry in frozen if not _contains(changed, entry[0])]
+        for _, _, trainable in frozen:
+            trainable.add(changed)
     covering = []
     for source in sources:
-        match = next((e for t, e in frozen if _contains(t, source)), None)
+        match = next(
+            (
+                event
+                for module, event, trainable in frozen
+                if _contains(module, source)
+                and not any(_contains(part, source) or _contains(source, part) for part in trainable)
+            ),
+            None,
+        )
         if match is None:
             return None
         covering.append(match)
