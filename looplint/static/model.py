@@ -30,6 +30,7 @@ from looplint.static.values import (
     Accum,
     Attr,
     Bin,
+    Bound,
     Call,
     Elem,
     Evaluator,
@@ -46,6 +47,7 @@ from looplint.static.values import (
     Unknown,
     Value,
     join,
+    unbound,
 )
 
 if TYPE_CHECKING:
@@ -257,7 +259,7 @@ class Model:
         stack = [value]
         added = False
         while stack:
-            current = stack.pop()
+            current = unbound(stack.pop())
             if current is None or id(current) in self._backwarded:
                 continue
             added = True

@@ -31,6 +31,7 @@ from looplint.static.values import (
     Accum,
     Attr,
     Bin,
+    Bound,
     Call,
     Elem,
     Ext,
@@ -46,13 +47,15 @@ from looplint.static.values import (
     Value,
 )
 
+from looplint.static.prefilter import worth_summarizing
+
 if TYPE_CHECKING:
     from looplint.static.model import Event, Loop, Model
     from looplint.static.summaries import FunctionSummary
 
 SUMMARY_DIR = "summaries"
 _MODELS_KEPT = 48  # parsed modules kept in memory, so a module imported and then linted parses once
-_MAX_MODULE_BYTES = 2_000_000
+_MAX_MODULE_BYTES = 60_000  # a module this large is a library's, not a training helper: unknown
 _IMPORT_LINE = re.compile(r"^[ \t]*(?:from[ \t]+(\.*)([\w.]*)[ \t]+import\b|import[ \t]+([\w.]+(?:[ \t]*,[ \t]*[\w.]+)*))", re.M)
 
 
@@ -78,6 +81,7 @@ class Project:
         self._models: OrderedDict[tuple[str, str], Model] = OrderedDict()
         self._found: dict[tuple[str, str, int], str | None] = {}
         self._digests: dict[str, str] = {}
+        self._listings: dict[str, frozenset[str]] = {}
         self.used: set[str] = set()  # modules whose summaries the current analysis consulted
         self.asked: set[tuple[str, str, int]] = set()  # imports the current analysis resolved
         self.wanted: set[str] = set()  # modules that files of the run import
@@ -105,38 +109,52 @@ class Project:
         found = None
         parts = [part for part in module.split(".") if part]
         for root in self._roots(key[0], level):
-            candidate = root.joinpath(*parts) if parts else root
-            if parts and candidate.with_suffix(".py").is_file():
-                found = str(candidate.with_suffix(".py"))
+            directory = os.path.join(root, *parts[:-1]) if parts else root
+            last = parts[-1] if parts else None
+            if last is not None and f"{last}.py" in self._listing(directory):
+                found = os.path.join(directory, f"{last}.py")
                 break
-            if (candidate / "__init__.py").is_file():
-                found = str(candidate / "__init__.py")
+            package = os.path.join(directory, last) if last is not None else directory
+            if "__init__.py" in self._listing(package):
+                found = os.path.join(package, "__init__.py")
                 break
         self._found[key] = found
         return found
 
-    def _roots(self, directory: str, level: int) -> list[Path]:
-        here = Path(directory)
+    def _listing(self, directory: str) -> frozenset[str]:
+        """The names in a directory (read once: most imports ask about the same few folders)."""
+        found = self._listings.get(directory)
+        if found is None:
+            try:
+                found = frozenset(os.listdir(directory))
+            except OSError:
+                found = frozenset()
+            self._listings[directory] = found
+        return found
+
+    def _roots(self, directory: str, level: int) -> list[str]:
+        here = directory
         if level > 0:
             for _ in range(level - 1):
-                here = here.parent
+                here = os.path.dirname(here)
             return [here]
         roots = [here]
         package = here
-        while (package / "__init__.py").is_file() and package.parent != package:
-            package = package.parent
+        while "__init__.py" in self._listing(package) and os.path.dirname(package) != package:
+            package = os.path.dirname(package)
         if package != here:
             roots.append(package)
         # The folders above (a script in scripts/ importing the project's package), and their
         # src/ folders, up to the project's root.
+        root = str(self.root) if self.root is not None else None
         above = here
         for _ in range(3):
-            if self.root is not None and above == self.root:
+            if above == root or os.path.dirname(above) == above:
                 break
-            above = above.parent
-            roots += [above, above / "src"]
-        if self.root is not None:
-            roots += [self.root, self.root / "src"]
+            above = os.path.dirname(above)
+            roots += [above, os.path.join(above, "src")]
+        if root is not None:
+            roots += [root, os.path.join(root, "src")]
         return list(dict.fromkeys(roots))
 
     # ------------------------------------------------------------------------- what modules say
@@ -244,6 +262,7 @@ class Project:
         self._summaries.clear()
         self._digests.clear()
         self._found.clear()
+        self._listings.clear()
 
     def start(self) -> None:
         """Begin recording what one file's analysis depends on."""
@@ -352,6 +371,8 @@ class Project:
             source = data.decode("utf-8-sig")
         except UnicodeDecodeError:
             return None
+        if not path.endswith("__init__.py") and not worth_summarizing(source):
+            return None  # nothing in it could train, log or hold a loss: its names stay unknown
         model = self.model(path, source)
         if model is None:
             return None
@@ -460,6 +481,8 @@ class _Encoder:
 
     def _value(self, value: Value, depth: int) -> Any:  # noqa: PLR0911
         v = self.value
+        if isinstance(value, Bound):
+            return v(value.force(), depth)
         if isinstance(value, Lit):
             return ["lit", value.kind]
         if isinstance(value, Ext):

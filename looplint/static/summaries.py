@@ -20,12 +20,14 @@ from looplint.static.values import (
     Accum,
     Attr,
     Bin,
+    Bound,
     Call,
     Elem,
     Item,
     Param,
     Phi,
     Tup,
+    Unknown,
     Value,
     join,
 )
@@ -52,6 +54,7 @@ _KEPT = frozenset(
 )
 _VARIABLE_EVENTS = frozenset({"assign", "accumulate", "divide", "append"})
 MAX_EVENTS = 150
+MAX_SUBSTITUTED = 400  # nodes rebuilt for one value at one call
 
 
 @dataclass(eq=False)
@@ -68,9 +71,17 @@ class FunctionSummary:
     _mentioned: list[Value] = field(default_factory=list, repr=False)  # keeps the ids valid
 
     # ----------------------------------------------------------------- binding
+    def lazy(self, value: Value, bindings: dict[str, Value]) -> Value:
+        """The value as seen at a call, substituted only if ever looked at."""
+        if not bindings or not self.mentions_params(value):
+            return value
+        return Bound(value, self, bindings)
+
     def bindings(self, call: Call | None, skip_self: bool = False) -> dict[str, Value]:
         """Parameter -> the argument the call passes."""
-        if call is None:
+        if isinstance(call, Bound):
+            call = call.call_view()
+        if not isinstance(call, Call):
             return {}
         params = self.params[1:] if (self.is_method or skip_self) and self.params else self.params
         bound: dict[str, Value] = {}
@@ -191,7 +202,9 @@ def _observable(model: Model, event: Event, scope: Scope) -> bool:
         if event.data.get("bound"):
             return False  # what it did is in the summary already
         call = event.data.get("call")
-        arguments = (*call.args, *(value for _, value in call.kwargs)) if call else ()
+        if isinstance(call, Bound):
+            call = call.call_view()
+        arguments = (*call.args, *(value for _, value in call.kwargs)) if isinstance(call, Call) else ()
         return _reaches_out(model, event.value, functions=False) or any(
             _reaches_out(model, argument, functions=False) for argument in arguments
         )
@@ -257,14 +270,17 @@ def _param_of(value: Value, key: str) -> str | None:
 
 
 def _bind_data(item, summary: FunctionSummary, bindings: dict[str, Value], memo: dict):
+    """Data values are bound lazily: most (the arguments of a nested call, say) are never read."""
     if isinstance(item, Value):
-        return summary.bind_value(item, bindings, memo)
+        return summary.lazy(item, bindings)
     if isinstance(item, tuple) and item and all(isinstance(element, Value) for element in item):
-        return tuple(summary.bind_value(element, bindings, memo) for element in item)
+        return tuple(summary.lazy(element, bindings) for element in item)
     return item
 
 
 def _children(value: Value) -> tuple[Value, ...]:
+    if isinstance(value, Bound):
+        return tuple(value.bindings.values())  # its own parameters are bound already
     if isinstance(value, Call):
         return (value.func, *value.args, *(v for _, v in value.kwargs))
     if isinstance(value, (Attr, Item)):
@@ -288,6 +304,8 @@ def _substitute(value: Value, key: str, bindings: dict[str, Value], memo: dict, 
     found = memo.get(id(value))
     if found is not None:
         return found[1]
+    if len(memo) > MAX_SUBSTITUTED:
+        return Unknown()  # a value this large (a library's return) is not worth following
     result = _rebuild(value, key, bindings, memo, mentions)
     memo[id(value)] = (value, result)
     return result
@@ -301,6 +319,11 @@ def _rebuild(value: Value, key: str, bindings: dict[str, Value], memo: dict, men
         if value.scope == key and value.name in bindings:
             return bindings[value.name]
         return value
+    if isinstance(value, Bound):  # bound at an inner call: bind its arguments in turn
+        inner = {name: sub(argument) for name, argument in value.bindings.items()}
+        if all(inner[name] is argument for name, argument in value.bindings.items()):
+            return value
+        return Bound(value.value, value.summary, inner)
     if isinstance(value, Call):
         func = sub(value.func)
         args = tuple(sub(a) for a in value.args)
@@ -340,8 +363,8 @@ def _reaches_out(model: Model, value: Value | None, functions: bool = True, dept
 
     if value is None or depth > 12:
         return False
-    if isinstance(value, (Param, SelfAttr)):
-        return True
+    if isinstance(value, (Param, SelfAttr, Bound)):
+        return True  # (a Bound value stands for arguments of the caller's)
     if isinstance(value, Ref):
         return functions
     if isinstance(value, Name):

@@ -192,6 +192,49 @@ class Elem(Value):
         self.origin = origin
 
 
+class Bound(Value):
+    """A value of a function as seen at one call: its parameters stand for the call's arguments.
+    The substitution is made only when the value is looked at (most never are)."""
+
+    __slots__ = ("bindings", "forced", "summary", "value", "view")
+
+    def __init__(self, value: Value, summary: Any, bindings: dict[str, Value]) -> None:
+        self.value = value
+        self.summary = summary  # the FunctionSummary whose parameters are bound
+        self.bindings = bindings
+        self.forced: Value | None = None
+        self.view: Value | None = None
+
+    def force(self) -> Value:
+        """The value with the arguments in place of the parameters."""
+        if self.forced is None:
+            self.forced = self.summary.bind_value(self.value, self.bindings) or Unknown()
+        return self.forced
+
+    def call_view(self) -> Value:
+        """For a call: the same call with its function and arguments bound lazily, one by one."""
+        if self.view is None:
+            value = self.value
+            if isinstance(value, Call):
+                wrap = self.summary.lazy
+                self.view = Call(
+                    wrap(value.func, self.bindings),
+                    tuple(wrap(a, self.bindings) for a in value.args),
+                    tuple((k, wrap(v, self.bindings)) for k, v in value.kwargs),
+                    value.site,
+                    value.no_grad,
+                    value.display,
+                )
+            else:
+                self.view = self.force()
+        return self.view
+
+
+def unbound(value: Value | None) -> Value | None:
+    """A Bound value made concrete (for walks over a value's structure)."""
+    return value.force() if isinstance(value, Bound) else value
+
+
 def extends(later: Value, earlier: Value) -> bool:
     """Is `later` a running sum built on `earlier` (so the loop that made it ran)?"""
     current = later
@@ -353,6 +396,8 @@ class Evaluator:
             return Known(origin=value.origin)
         if isinstance(value, Call):
             return self._call(value)
+        if isinstance(value, Bound):
+            return self.known(value.force())
         return UNKNOWN
 
     def _attribute(self, value: Attr) -> Known:

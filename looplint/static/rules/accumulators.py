@@ -16,7 +16,7 @@ import libcst as cst
 
 from looplint.findings import Edit, Fix
 from looplint.static.model import ACCUMULATE, APPEND, ASSIGN, BACKWARD, DIVIDE, LOG, READ, Event, Model, Scope
-from looplint.static.values import Accum, Attr, Bin, Call, Item, Phi, Tup
+from looplint.static.values import Accum, Attr, Bin, Call, Item, Phi, Tup, unbound
 from looplint.static.rules import Hit, elsewhere, is_prefix, loop_label, same_loops
 
 
@@ -174,6 +174,7 @@ def unaveraged_loss_logged(model: Model) -> Iterator[Hit]:
 
 def _sums_in(value, sums: dict[int, tuple], depth: int = 0) -> frozenset:
     """The accumulator variables a logged value is made from."""
+    value = unbound(value)
     if value is None or depth > 20:
         return frozenset()
     if id(value) in sums:
@@ -281,11 +282,13 @@ def loss_tensors_collected(model: Model) -> Iterator[Hit]:
             if not (len(created.loops) < len(append.loops) and is_prefix(created.loops, append.loops)):
                 continue  # a fresh list each iteration
             known = model.known(append.value)
+            if not (known.loss and known.attached):
+                continue
             if _returned_as_loss(model, scope) or any(
                 _sums_in(value, {id(created.value): created.var}) for value in scope.returns
             ):
                 continue  # the terms of a loss the function returns (`torch.stack(terms).mean()`)
-            if not (known.loss and known.attached) or known.summed or model.is_backwarded(created.value):
+            if known.summed or model.is_backwarded(created.value):
                 # (a running sum that keeps graphs is LL203's; a list summed into a loss that is
                 # differentiated keeps them on purpose)
                 continue

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from looplint.findings import Fix
 from looplint.static import fixes, names
 from looplint.static.model import BACKWARD, CALL, CLEAR, CLIP, STEP, UNSCALE, Event, Loop, Model
-from looplint.static.values import Attr
+from looplint.static.values import Attr, Call, unbound
 from looplint.static.rules import Hit, elsewhere, loop_label
 
 
@@ -37,9 +37,9 @@ def _clears(model: Model, event: Event, step: Event) -> bool:
             or names.looks_like_scaler((event.name or "").rsplit(".", 1)[0])
         ):
             return False
-        call = event.data.get("call")
+        call = unbound(event.data.get("call"))
         identity = model.identity(step.value)
-        passed = [model.identity(argument) for argument in (call.args if call is not None else ())]
+        passed = [model.identity(argument) for argument in (call.args if isinstance(call, Call) else ())]
         by_name = step.name in event.data.get("args", ())
         return (identity is not None and identity in passed) or by_name or (
             step.name is not None and (event.name or "").startswith(step.name + ".")

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from looplint.static.model import BACKWARD, MODE, STEP, Event, Loop, Model
 from looplint.static.rules import Hit, elsewhere, loop_label
-from looplint.static.values import Attr, Bin, Call, Item, Value
+from looplint.static.values import Attr, Bin, Call, Item, Value, unbound
 
 
 def backward_in_eval_mode(model: Model) -> Iterator[Hit]:
@@ -65,6 +65,7 @@ def _trains(model: Model, switch: Event, steps: list[Event], backwards: list[Eve
 
 
 def _called_in(model: Model, value: Value | None, identity: tuple, depth: int = 0) -> bool:
+    value = unbound(value)
     if value is None or depth > 20:
         return False
     if isinstance(value, Call):
