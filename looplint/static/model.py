@@ -238,6 +238,7 @@ class Model:
         self.cleared: set[str] = set()  # receivers of X.zero_grad()
         self.stepped: set[str] = set()  # receivers of X.step()
         self._backwarded: set[int] = set()
+        self._in_backward: set[int] = set()
         self._keep_alive: list[Value] = []
         self._expanded: dict[int, list[Event]] = {}
         self._summaries: dict[tuple[int, bool], FunctionSummary] = {}
@@ -254,40 +255,55 @@ class Model:
         return self.evaluator.known(value)
 
     def mark_backward(self, value: Value | None) -> bool:
-        """`value.backward()`: it is a loss, and so is what it was computed from. True when
+        """`value.backward()`: it is a loss, and so is the same quantity before a mean, a cast, a
+        division or a loss scale; what was added or multiplied into it is part of it. True when
         that was not known yet."""
-        stack = [value]
+        stack: list[tuple[Value | None, bool]] = [(value, True)]
         added = False
         while stack:
-            current = unbound(stack.pop())
-            if current is None or id(current) in self._backwarded:
+            current, itself = stack.pop()
+            current = unbound(current)
+            if current is None:
+                continue
+            marks = self._backwarded if itself else self._in_backward
+            if id(current) in marks:
                 continue
             added = True
-            self._backwarded.add(id(current))
+            marks.add(id(current))
+            self._in_backward.add(id(current))
             self._keep_alive.append(current)
-            if isinstance(current, Bin) and current.op in ("add", "sub", "mul", "div"):
-                stack.extend((current.left, current.right))
+            if isinstance(current, Bin) and current.op == "div":
+                stack += [(current.left, itself), (current.right, False)]
+            elif isinstance(current, Bin) and current.op in ("add", "sub", "mul"):
+                stack += [(current.left, False), (current.right, False)]
             elif isinstance(current, Accum):
-                stack.extend((current.prev, current.term))
+                stack += [(current.prev, False), (current.term, False)]
             elif isinstance(current, Phi):
-                stack.extend(current.options)
+                stack += [(option, itself) for option in current.options]
             elif isinstance(current, Call) and isinstance(current.func, Attr):
                 if current.func.attr in ("mean", "sum", "float", "to", "cuda", "double", "half"):
-                    stack.append(current.func.base)
+                    stack.append((current.func.base, itself))
                 elif current.func.attr == "scale" and current.args:
-                    stack.append(current.args[0])  # scaler.scale(loss)
+                    stack.append((current.args[0], itself))  # scaler.scale(loss)
                 elif current.func.attr in ("stack", "cat") and current.args:
-                    stack.append(current.args[0])  # torch.stack(losses).mean()
+                    stack.append((current.args[0], False))  # torch.stack(losses).mean()
             elif isinstance(current, Call) and current.display in ("sum", "torch.sum", "torch.mean"):
-                stack.extend(current.args[:1])  # sum(losses)
+                stack += [(argument, False) for argument in current.args[:1]]  # sum(losses)
             elif isinstance(current, Item):
-                stack.append(current.base)
+                stack.append((current.base, False))
         return added
 
     def is_backwarded(self, value: Value) -> bool:
+        """Did a backward pass run on this very value (so it is a loss)?"""
         return id(value) in self._backwarded or (
             self.project is not None and id(value) in self.project.backwarded
         )
+
+    def feeds_backward(self, value: Value | None) -> bool:
+        """Is the value part of what a backward pass ran on (a term of a loss built from
+        several, a list of terms stacked into one)?"""
+        value = unbound(value)
+        return value is not None and (id(value) in self._in_backward or self.is_backwarded(value))
 
     def resolve_name(self, value: Name) -> Value:
         """A name read before its scope bound it: a local bound later, a closure, a global, a
@@ -698,10 +714,8 @@ class _Builder:
         elif isinstance(node, cst.While):
             loop = Loop(node, (), frozenset(), "the `while` loop", "while")
             inner = ctx.but(loops=ctx.loops + (loop,))
-            before = dict(self.env)
             self.expr(node.test, inner)
             self.suite(node.body, inner)
-            self.merge(before)
             if node.orelse is not None:
                 self.suite(node.orelse.body, ctx)
         elif isinstance(node, cst.With):
@@ -742,10 +756,9 @@ class _Builder:
             _parameters_of(node.iter),
         )
         inner = ctx.but(loops=ctx.loops + (loop,))
-        before = dict(self.env)
         self.bind_target(node.target, Elem(iterable, self.site(node.target)), inner, loop_target=True)
+        # After a loop, names hold what its last iteration gave them: training loops run.
         self.suite(node.body, inner)
-        self.merge(before)
         if node.orelse is not None:
             self.suite(node.orelse.body, ctx)
 

@@ -351,8 +351,8 @@ class Evaluator:
         self.active.add(key)
         try:
             result = self._known(value)
-            if self.model.is_backwarded(value):
-                result = replace(result, loss=True, attached=result.kind != "number")
+            if self.model.is_backwarded(value) and result.kind != "number":
+                result = replace(result, loss=True, attached=True)
         finally:
             self.active.discard(key)
         self.memo[key] = (value, result)

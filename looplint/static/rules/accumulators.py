@@ -73,7 +73,7 @@ def _accumulators(model: Model, events: list[Event]) -> list[Accumulator]:
     return [
         acc
         for acc in found.values()
-        if acc.resets and not any(model.is_backwarded(u.value) for u in acc.updates)
+        if acc.resets and not any(model.feeds_backward(u.value) for u in acc.updates)
     ]
 
 
@@ -157,7 +157,7 @@ def unaveraged_loss_logged(model: Model) -> Iterator[Hit]:
             else:
                 continue
             known = model.known(value)
-            if not (known.summed and known.loss and not known.divided) or model.is_backwarded(value):
+            if not (known.summed and known.loss and not known.divided) or model.feeds_backward(value):
                 continue  # (a sum that is differentiated is one loss built from several terms)
             key = _sums_in(value, sums) or event.name
             if key in reported:
@@ -288,7 +288,7 @@ def loss_tensors_collected(model: Model) -> Iterator[Hit]:
                 _sums_in(value, {id(created.value): created.var}) for value in scope.returns
             ):
                 continue  # the terms of a loss the function returns (`torch.stack(terms).mean()`)
-            if known.summed or model.is_backwarded(created.value):
+            if known.summed or model.feeds_backward(created.value):
                 # (a running sum that keeps graphs is LL203's; a list summed into a loss that is
                 # differentiated keeps them on purpose)
                 continue
