@@ -1132,8 +1132,10 @@ class _Builder:
             return self.binary(node, ctx)
         if isinstance(node, (cst.Integer, cst.Float)):
             return Lit("zero" if _is_zero_literal(node) else "number")
-        if isinstance(node, (cst.SimpleString, cst.ConcatenatedString)):
+        if isinstance(node, cst.SimpleString):
             return Lit("str")
+        if isinstance(node, cst.ConcatenatedString):  # f"a {x}" f"b {y}"
+            return Bin("format", Lit("str"), Tup((self.expr(node.left, ctx), self.expr(node.right, ctx))))
         if isinstance(node, cst.FormattedString):
             parts = tuple(
                 self.expr(part.expression, ctx)

@@ -150,6 +150,7 @@ SUMMARY_MARKERS = (
     ".log(",
     "desc",
     "postfix",
+    "nn.module",
 )
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import libcst as cst
 
 from looplint.findings import Edit, Fix
+from looplint.static import names
 from looplint.static.model import ACCUMULATE, APPEND, ASSIGN, BACKWARD, DIVIDE, LOG, READ, Event, Model, Scope
 from looplint.static.values import Accum, Attr, Bin, Call, Item, Phi, Tup, unbound
 from looplint.static.rules import Hit, elsewhere, is_prefix, loop_label, same_loops
@@ -44,6 +45,9 @@ def _reads_variable(event: Event, var: tuple) -> bool:
 
 
 def _accumulators(model: Model, events: list[Event]) -> list[Accumulator]:
+    """The loss accumulators of a scope, one per variable and loop nest: a notebook that reuses
+    `train_loss` in three training loops has three accumulators, each with the reset that comes
+    before its loop (or inside it) and the reads of its loop and of what follows it."""
     found: dict[tuple, Accumulator] = {}
     for event in events:
         if (
@@ -53,22 +57,35 @@ def _accumulators(model: Model, events: list[Event]) -> list[Accumulator]:
             and not event.data["constant"]
             and model.known(event.data["term"]).loss
         ):
-            found.setdefault(event.var, Accumulator(event.var, event.name or "")).updates.append(event)
+            key = (event.var, id(event.loops[0]))
+            found.setdefault(key, Accumulator(event.var, event.name or "")).updates.append(event)
     if not found:
         return []
+    position = {id(event): index for index, event in enumerate(events)}
     statements = {id(u.statement) for acc in found.values() for u in acc.updates}
-    for event in events:
-        if event.var is None:
-            continue
-        acc = found.get(event.var)
-        if event.kind == ASSIGN and acc is not None and model.known(event.value).zero:
-            acc.resets.append(event)
-        elif event.kind == DIVIDE and acc is not None:
-            acc.divides.append(event)
-        elif event.kind == READ and id(event.statement) not in statements:
-            for candidate in found.values():
-                if _reads_variable(event, candidate.var):
-                    candidate.reads.append(event)
+    for (var, _), acc in found.items():
+        nest = acc.updates[0].loops[0]
+        inside = [e for e in events if e.in_loop(nest)]
+        start = position[id(inside[0])]
+        end = position[id(inside[-1])]
+        # The binding the loop nest starts from, and what follows it until the next binding.
+        before = next(
+            (e for e in reversed(events[:start]) if e.kind == ASSIGN and e.var == var), None
+        )
+        after: list[Event] = []
+        for event in events[end + 1 :]:
+            if event.kind == ASSIGN and event.var == var:
+                break
+            after.append(event)
+        for event in ([before] if before is not None else []) + inside + after:
+            if event.var is None:
+                continue
+            if event.kind == ASSIGN and event.var == var and model.known(event.value).zero:
+                acc.resets.append(event)
+            elif event.kind == DIVIDE and event.var == var:
+                acc.divides.append(event)
+            elif event.kind == READ and id(event.statement) not in statements and _reads_variable(event, var):
+                acc.reads.append(event)
     # A sum that is itself differentiated is a loss built from several terms, not a log of losses.
     return [
         acc
@@ -78,20 +95,32 @@ def _accumulators(model: Model, events: list[Event]) -> list[Accumulator]:
 
 
 def _varies_within(events: list[Event], acc: Accumulator, divisors: frozenset[str]) -> bool:
-    """The read divides by a count that moves with the sum (`/ (i + 1)`, `/ seen`,
-    `/ ((step - 1) % n + 1)`): a cumulative mean, correct wherever the sum is reset."""
+    """The read divides by a count that moves with the sum and restarts with it (`/ (i + 1)`
+    over the loop the sum spans, `/ seen` reset beside it, `/ ((step - 1) % n + 1)`): a
+    cumulative mean, correct wherever the sum is reset. A count recomputed the same way each
+    time (`num_batches = len(X) // batch_size`) does not move; a batch index that restarts every
+    epoch does not count a sum kept across epochs."""
     update = acc.updates[0]
     reset_depth = min(len(r.loops) for r in acc.resets)
     window = update.loops[reset_depth:]
-    for divisor in divisors:
-        if any(divisor in loop.targets for loop in window):
+    if not window:
+        return False
+    in_window = [e for e in events if any(e.in_loop(loop) for loop in window)]
+
+    def moves_with_the_sum(name: str, depth: int = 0) -> bool:
+        if name in window[0].targets:
             return True
-        if any(
-            e.kind in (ACCUMULATE, ASSIGN, DIVIDE) and e.name == divisor and any(e.in_loop(loop) for loop in window)
-            for e in events
-        ):
-            return True
-    return False
+        if any(e.kind in (ACCUMULATE, DIVIDE) and e.name == name for e in in_window):
+            # a counter: it must not restart inside the window while the sum goes on
+            return not any(e.kind == ASSIGN and e.name == name for e in in_window)
+        if depth < 2:
+            for event in in_window:
+                if event.kind == ASSIGN and event.name == name and "source" in event.data:
+                    if any(moves_with_the_sum(n, depth + 1) for n in names.dotted_names(event.data["source"])):
+                        return True
+        return False
+
+    return any(moves_with_the_sum(divisor) for divisor in divisors)
 
 
 def accumulator_reset_misplaced(model: Model) -> Iterator[Hit]:
@@ -119,7 +148,11 @@ def _misplaced_reset(events: list[Event], acc: Accumulator) -> Hit | None:
         if shallow:
             reset = shallow[-1]
             window = read.loops[len(reset.loops)] if len(read.loops) > len(reset.loops) else read.loops[-1]
-            where = "the periodic block that reads it" if periodic_peek else loop_label(read.loops[-1])
+            where = (
+                "the periodic block that reads it"
+                if periodic_peek and window is read.loops[-1]
+                else loop_label(window if periodic_peek else read.loops[-1])
+            )
             return Hit(
                 "LL201",
                 reset.node,
