@@ -950,8 +950,8 @@ class _Builder:
             self.emit(DIVIDE, target, node, ctx, var=self.var_key(target))
             divisor = frozenset(names.dotted_names(node.value)) | _literals(node.value)
             self.rebind(target, Bin("div", self.lookup(target), term, divisor), ctx)
-        else:
-            self.rebind(target, Bin("other", self.lookup(target), term), ctx)
+        else:  # `loss *= weight`, `x -= y`
+            self.rebind(target, Bin(_OPERATORS.get(type(node.operator), "other"), self.lookup(target), term), ctx)
 
     def assign(
         self, target: cst.BaseExpression, source: cst.BaseExpression, value: Value, node, ctx: _Context
@@ -1388,6 +1388,9 @@ class _Builder:
 
 
 _OPERATORS = {
+    cst.MultiplyAssign: "mul",
+    cst.SubtractAssign: "sub",
+    cst.PowerAssign: "pow",
     cst.Add: "add",
     cst.Subtract: "sub",
     cst.Multiply: "mul",

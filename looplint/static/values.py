@@ -525,14 +525,18 @@ class Evaluator:
 
     def _returned(self, call: Call, target: Ref, method: str | None = None) -> Known:
         """What a project function returns at this call; calls nested deeper than a few levels
-        (recursion, long chains of helpers) stay unknown."""
+        (recursion, long chains of helpers) stay unknown. A function named like a loss function
+        (`CE_Loss`, `compute_loss`) whose result cannot be worked out returns a loss."""
         if self.call_depth >= MAX_CALL_DEPTH:
             return Known(origin=call.site)
         self.call_depth += 1
         try:
-            return self.known(self.model.call_result(target, call, method))
+            result = self.known(self.model.call_result(target, call, method))
         finally:
             self.call_depth -= 1
+        if result.kind == "unknown" and not result.loss and self.model.loss_by_convention(target.name):
+            return self._conventional_loss(call)
+        return result
 
     def _method(self, call: Call, func: Attr) -> Known | None:
         """Methods whose meaning does not depend on knowing the receiver's class."""
