@@ -28,9 +28,10 @@ from looplint.engine.config import ConfigError, load_config
 from looplint.findings import Finding
 
 if TYPE_CHECKING:
-    from looplint.static.project import Project
     from lsprotocol import types
     from pygls.lsp.server import LanguageServer
+
+    from looplint.static.project import Project
 
 # Changes closer together than this are one burst, linted once after it ends.
 DEBOUNCE_SECONDS = 0.05

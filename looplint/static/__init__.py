@@ -27,7 +27,9 @@ def analyze_source(source: str, path: str = "<stdin>", project: Project | None =
         return [tree]
     if project is None:
         project = default_project(path)
-    if not might_have_findings(source) or not (needs_analysis(tree) or calls_project_code(tree, path, project)):
+    if not might_have_findings(source) or not (
+        needs_analysis(tree) or calls_project_code(tree, path, project)
+    ):
         return []
     if syntax.too_deep(source, tree):
         return [syntax.syntax_error(path, "too deeply nested to analyze", 1, 0)]

@@ -72,7 +72,7 @@ def statement_text(source: Source, statement: cst.CSTNode) -> str | None:
         return None
     start, end = source.lines(statement)
     lines = _NEWLINE.split(source.text[start:end].rstrip("\r\n"))
-    return source.newline.join(line[len(own_indent) :] if line.startswith(own_indent) else line for line in lines)
+    return source.newline.join(line.removeprefix(own_indent) for line in lines)
 
 
 def reindent(source: Source, text: str, indent: str) -> str:

@@ -30,7 +30,6 @@ from looplint.static.values import (
     Accum,
     Attr,
     Bin,
-    Bound,
     Call,
     Elem,
     Evaluator,
@@ -119,7 +118,9 @@ _RULE_STARTS = frozenset(
     {BACKWARD, STEP, CLEAR, CLOSE, WRITE, CLIP, UNSCALE, MODE, FREEZE, APPEND, CREATE, ACCUMULATE}
 )
 # Summaries keep these kinds: what a function does to its arguments, `self` and the globals.
-_OBJECT_EVENTS = frozenset({BACKWARD, CLEAR, STEP, WRITE, CLOSE, LOG, CALL, CLIP, UNSCALE, MODE, FREEZE, CREATE})
+_OBJECT_EVENTS = frozenset(
+    {BACKWARD, CLEAR, STEP, WRITE, CLOSE, LOG, CALL, CLIP, UNSCALE, MODE, FREEZE, CREATE}
+)
 
 
 @dataclass(eq=False)
@@ -132,7 +133,7 @@ class Loop:
     count: int | None = None  # `for _ in range(5)`: the literal count
     counted: bool = False  # `for _ in range(n)`: a fixed count per pass
     count_name: str | None = None  # `for _ in range(ROLLOUT)`: 'ROLLOUT'
-    param_source: str | None = None  # `for p in model.fc.parameters()`: 'model.fc' 
+    param_source: str | None = None  # `for p in model.fc.parameters()`: 'model.fc'
 
 
 @dataclass(eq=False)
@@ -555,13 +556,15 @@ class Model:
             if event.kind != CALL or event.data.get("bound") or depth >= INLINE_DEPTH or budget[0] <= 0:
                 yield event
                 continue
-            callee, summary = self.callee(event)
+            _, summary = self.callee(event)
             if summary is None or summary.events is None or summary.key in stack:
                 yield event
                 continue
             budget[0] -= len(summary.events)
             yield event.but(data={**event.data, "bound": True})
-            yield from self._expand(summary.bind_events(event, self), (*stack, summary.key), depth + 1, budget)
+            yield from self._expand(
+                summary.bind_events(event, self), (*stack, summary.key), depth + 1, budget
+            )
 
     def call_sites(self, scope: Scope) -> list[Event]:
         """The calls of this module that resolve to the scope (a helper or method)."""
@@ -609,7 +612,11 @@ class Model:
         else:
             value = event_or_value
         known = self.known(value) if value is not None else None
-        if known is not None and known.kind == "object" and known.role not in (None, "instance", "parameters"):
+        if (
+            known is not None
+            and known.kind == "object"
+            and known.role not in (None, "instance", "parameters")
+        ):
             return known.role
         if known is not None and known.kind not in ("unknown", "object"):
             return None
@@ -783,7 +790,12 @@ class _Builder:
         ):
             compared = {names.dotted(test.left)} | {names.dotted(t.comparator) for t in test.comparisons}
             self.emit(
-                GUARD, None, node, ctx, compared=frozenset(compared - {None}), branch=(id(node), 0, len(ctx.loops))
+                GUARD,
+                None,
+                node,
+                ctx,
+                compared=frozenset(compared - {None}),
+                branch=(id(node), 0, len(ctx.loops)),
             )
         counters, moduli = _periodic_counters(node.test)
         if counters:
@@ -921,7 +933,11 @@ class _Builder:
             return
         for alias in node.names:
             imported = names.dotted(alias.name) or ""
-            bound = alias.asname.name.value if alias.asname and isinstance(alias.asname.name, cst.Name) else imported
+            bound = (
+                alias.asname.name.value
+                if alias.asname and isinstance(alias.asname.name, cst.Name)
+                else imported
+            )
             self.bind(bound, self.imported(module or "", level, imported), ctx, event=False)
 
     def imported(self, module: str, level: int, name: str | None) -> Value:
@@ -951,7 +967,9 @@ class _Builder:
             divisor = frozenset(names.dotted_names(node.value)) | _literals(node.value)
             self.rebind(target, Bin("div", self.lookup(target), term, divisor), ctx)
         else:  # `loss *= weight`, `x -= y`
-            self.rebind(target, Bin(_OPERATORS.get(type(node.operator), "other"), self.lookup(target), term), ctx)
+            self.rebind(
+                target, Bin(_OPERATORS.get(type(node.operator), "other"), self.lookup(target), term), ctx
+            )
 
     def assign(
         self, target: cst.BaseExpression, source: cst.BaseExpression, value: Value, node, ctx: _Context
@@ -998,9 +1016,7 @@ class _Builder:
                 self.emit(PARAM_GROUPS, name, source, ctx, groups=_param_groups(source), value=value)
         self.rebind(name, value, ctx)
 
-    def accumulate(
-        self, target: str, source: cst.BaseExpression, term: Value, node, ctx: _Context
-    ) -> None:
+    def accumulate(self, target: str, source: cst.BaseExpression, term: Value, node, ctx: _Context) -> None:
         before = self.lookup(target)
         binding_loops = self.bound_at.get(target, ())
         spans = len(ctx.loops) > len(binding_loops) and _is_prefix(binding_loops, ctx.loops)
@@ -1074,7 +1090,9 @@ class _Builder:
             if "." not in name[5:]:
                 self.model.self_bindings.setdefault(attr, []).append((self.scope.class_name, value))
 
-    def bind_target(self, target: cst.CSTNode, value: Value, ctx: _Context, loop_target: bool = False) -> None:
+    def bind_target(
+        self, target: cst.CSTNode, value: Value, ctx: _Context, loop_target: bool = False
+    ) -> None:
         if isinstance(target, (cst.Tuple, cst.List)):
             for index, element in enumerate(target.elements):
                 self.bind_target(element.value, Item(value, index), ctx, loop_target)
@@ -1189,7 +1207,9 @@ class _Builder:
         while clause is not None:
             self.expr(clause.iter, ctx.but(loops=loops))
             loops = loops + (
-                Loop(node, tuple(self.bound(clause.target)), frozenset(), "the comprehension", "comprehension"),
+                Loop(
+                    node, tuple(self.bound(clause.target)), frozenset(), "the comprehension", "comprehension"
+                ),
             )
             clause = clause.inner_for_in
         inner = ctx.but(loops=loops)
@@ -1203,7 +1223,7 @@ class _Builder:
         for child in names.child_nodes(node):
             self.expr(child, ctx)
 
-    def call(self, node: cst.Call, ctx: _Context) -> Value:  # noqa: PLR0912, PLR0915
+    def call(self, node: cst.Call, ctx: _Context) -> Value:
         func = node.func
         method = func.attr.value if isinstance(func, cst.Attribute) else None
         receiver = names.dotted(func.value) if isinstance(func, cst.Attribute) else None
@@ -1273,9 +1293,12 @@ class _Builder:
             ):
                 self.model.engines.add(receiver)  # accelerator.backward(loss), engine.backward(loss)
                 loss, target = _first_name(positional[0]), args[0]
-            elif positional and method == "manual_backward":
-                loss, target = _first_name(positional[0]), args[0]
-            elif receiver in ("torch.autograd", "autograd") and positional:
+            elif (
+                positional
+                and method == "manual_backward"
+                or receiver in ("torch.autograd", "autograd")
+                and positional
+            ):
                 loss, target = _first_name(positional[0]), args[0]
             else:
                 loss = _first_name(func.value) if isinstance(func, cst.Attribute) else None
@@ -1308,7 +1331,7 @@ class _Builder:
         elif (
             method in ("zero_", "fill_")
             and receiver is not None
-            and (receiver.endswith(".grad") or receiver.endswith(".grad.data"))
+            and receiver.endswith((".grad", ".grad.data"))
         ):
             self.emit(CLEAR, "*", node, ctx)
         elif method == "step":
@@ -1355,12 +1378,20 @@ class _Builder:
             frozen = bool(positional) and _is_false_literal(positional[0])
             self.emit(FREEZE, receiver, node, ctx, value=receiver_value, frozen=frozen)
         elif method == "append" and receiver is not None and args:
-            self.emit(APPEND, receiver, node, ctx, value=args[0], var=self.var_key(receiver.replace("[]", "")))
+            self.emit(
+                APPEND, receiver, node, ctx, value=args[0], var=self.var_key(receiver.replace("[]", ""))
+            )
         elif is_log:
             self.emit(LOG, receiver, node, ctx, value=receiver_value)
         else:
             self.emit(
-                CALL, func_name, node, ctx, args=tuple(a for a in arg_names if a), value=func_value, call=value
+                CALL,
+                func_name,
+                node,
+                ctx,
+                args=tuple(a for a in arg_names if a),
+                value=func_value,
+                call=value,
             )
         return value
 
@@ -1439,9 +1470,12 @@ def _literal_key(node: cst.Subscript) -> int | str | None:
     key = node.slice[0].slice.value
     if isinstance(key, cst.Integer):
         return int(key.value, 0)
-    if isinstance(key, cst.UnaryOperation) and isinstance(key.operator, cst.Minus):
-        if isinstance(key.expression, cst.Integer):
-            return -int(key.expression.value, 0)
+    if (
+        isinstance(key, cst.UnaryOperation)
+        and isinstance(key.operator, cst.Minus)
+        and isinstance(key.expression, cst.Integer)
+    ):
+        return -int(key.expression.value, 0)
     if isinstance(key, cst.SimpleString):
         evaluated = key.evaluated_value
         return evaluated if isinstance(evaluated, str) else None

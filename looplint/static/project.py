@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from looplint.static.prefilter import worth_summarizing
 from looplint.static.values import (
     Accum,
     Attr,
@@ -47,8 +48,6 @@ from looplint.static.values import (
     Value,
 )
 
-from looplint.static.prefilter import worth_summarizing
-
 if TYPE_CHECKING:
     from looplint.static.model import Event, Loop, Model
     from looplint.static.summaries import FunctionSummary
@@ -56,7 +55,10 @@ if TYPE_CHECKING:
 SUMMARY_DIR = "summaries"
 _MODELS_KEPT = 48  # parsed modules kept in memory, so a module imported and then linted parses once
 _MAX_MODULE_BYTES = 60_000  # a module this large is a library's, not a training helper: unknown
-_IMPORT_LINE = re.compile(r"^[ \t]*(?:from[ \t]+(\.*)([\w.]*)[ \t]+import\b|import[ \t]+([\w.]+(?:[ \t]*,[ \t]*[\w.]+)*))", re.M)
+_IMPORT_LINE = re.compile(
+    r"^[ \t]*(?:from[ \t]+(\.*)([\w.]*)[ \t]+import\b|import[ \t]+([\w.]+(?:[ \t]*,[ \t]*[\w.]+)*))",
+    re.MULTILINE,
+)
 
 
 @dataclass
@@ -285,7 +287,8 @@ class Project:
                 if self.find_module(os.path.join(directory, "_"), module, level) != found:
                     return False
             return all(
-                self.summary_digest(path) == digest for path, digest in dependencies.get("summaries", {}).items()
+                self.summary_digest(path) == digest
+                for path, digest in dependencies.get("summaries", {}).items()
             )
         except (TypeError, ValueError):
             return False
@@ -458,7 +461,9 @@ def encode_module(model: Model) -> dict[str, Any]:
     assert model.root is not None
     summary.exports = dict(model.root.final)
     encoded = _encode_module(summary, model)
-    encoded["digest"] = hashlib.blake2b(json.dumps(encoded, sort_keys=True).encode(), digest_size=16).hexdigest()
+    encoded["digest"] = hashlib.blake2b(
+        json.dumps(encoded, sort_keys=True).encode(), digest_size=16
+    ).hexdigest()
     return encoded
 
 
@@ -472,14 +477,14 @@ class _Encoder:
         self.loop_index: dict[int, int] = {}
         self.branch_keys: dict[Any, int] = {}
 
-    def value(self, value: Value | None, depth: int = 0) -> Any:  # noqa: PLR0911
+    def value(self, value: Value | None, depth: int = 0) -> Any:
         if value is None or depth > 60:
             return None
         marked = self.model is not None and self.model.is_backwarded(value)
         encoded = self._value(value, depth + 1)
         return ["!", encoded] if marked else encoded
 
-    def _value(self, value: Value, depth: int) -> Any:  # noqa: PLR0911
+    def _value(self, value: Value, depth: int) -> Any:
         v = self.value
         if isinstance(value, Bound):
             return v(value.force(), depth)
@@ -578,7 +583,9 @@ def _encode_module(summary: ModuleSummary, model: Model | None = None) -> dict[s
             "params": function.params,
             "is_method": function.is_method,
             "label": function.label,
-            "events": None if function.events is None else [encoder.event(event) for event in function.events],
+            "events": None
+            if function.events is None
+            else [encoder.event(event) for event in function.events],
             "returns": encoder.value(function.returns),
         }
     classes = {
@@ -624,7 +631,7 @@ class _Decoder:
         self.path = path
         self.loops = loops
 
-    def value(self, data: Any) -> Value | None:  # noqa: PLR0911
+    def value(self, data: Any) -> Value | None:
         if data is None:
             return None
         if data[0] == "!":

@@ -92,7 +92,9 @@ class FunctionSummary:
                 bound[keyword] = argument
         return bound
 
-    def bind_value(self, value: Value | None, bindings: dict[str, Value], memo: dict | None = None) -> Value | None:
+    def bind_value(
+        self, value: Value | None, bindings: dict[str, Value], memo: dict | None = None
+    ) -> Value | None:
         """The value with this function's parameters replaced by the caller's arguments."""
         if value is None or not bindings or not self.mentions_params(value):
             return value
@@ -103,9 +105,11 @@ class FunctionSummary:
         does not, and is then shared by every call as it is.)"""
         found = self._mentions.get(id(value))
         if found is None:
-            found = depth < 60 and any(
-                self.mentions_params(child, depth + 1) for child in _children(value)
-            ) if not isinstance(value, Param) else value.scope == self.key
+            found = (
+                depth < 60 and any(self.mentions_params(child, depth + 1) for child in _children(value))
+                if not isinstance(value, Param)
+                else value.scope == self.key
+            )
             self._mentions[id(value)] = found
             self._mentioned.append(value)
         return found
@@ -167,7 +171,11 @@ class FunctionSummary:
                 value_keys = tuple(
                     key
                     for key, item in inner.data.items()
-                    if key != "via" and (isinstance(item, Value) or (isinstance(item, tuple) and item and isinstance(item[0], Value)))
+                    if key != "via"
+                    and (
+                        isinstance(item, Value)
+                        or (isinstance(item, tuple) and item and isinstance(item[0], Value))
+                    )
                 )
                 prepared.append((inner, param, value_keys))
             self._prepared_events = prepared
@@ -311,7 +319,7 @@ def _substitute(value: Value, key: str, bindings: dict[str, Value], memo: dict, 
     return result
 
 
-def _rebuild(value: Value, key: str, bindings: dict[str, Value], memo: dict, mentions) -> Value:  # noqa: PLR0911
+def _rebuild(value: Value, key: str, bindings: dict[str, Value], memo: dict, mentions) -> Value:
     def sub(child: Value) -> Value:
         return _substitute(child, key, bindings, memo, mentions)
 
@@ -328,8 +336,10 @@ def _rebuild(value: Value, key: str, bindings: dict[str, Value], memo: dict, men
         func = sub(value.func)
         args = tuple(sub(a) for a in value.args)
         kwargs = tuple((k, sub(v)) for k, v in value.kwargs)
-        if func is value.func and all(a is b for a, b in zip(args, value.args, strict=True)) and all(
-            a[1] is b[1] for a, b in zip(kwargs, value.kwargs, strict=True)
+        if (
+            func is value.func
+            and all(a is b for a, b in zip(args, value.args, strict=True))
+            and all(a[1] is b[1] for a, b in zip(kwargs, value.kwargs, strict=True))
         ):
             return value
         return Call(func, args, kwargs, value.site, value.no_grad, value.display)
@@ -341,13 +351,21 @@ def _rebuild(value: Value, key: str, bindings: dict[str, Value], memo: dict, men
         return value if base is value.base else Item(base, value.key)
     if isinstance(value, Bin):
         left, right = sub(value.left), sub(value.right)
-        return value if (left is value.left and right is value.right) else Bin(value.op, left, right, value.divisor)
+        return (
+            value
+            if (left is value.left and right is value.right)
+            else Bin(value.op, left, right, value.divisor)
+        )
     if isinstance(value, Tup):
         items = tuple(sub(item) for item in value.items)
         return value if all(a is b for a, b in zip(items, value.items, strict=True)) else Tup(items)
     if isinstance(value, Accum):
         prev, term = sub(value.prev), sub(value.term)
-        return value if (prev is value.prev and term is value.term) else Accum(prev, term, value.spans, value.window)
+        return (
+            value
+            if (prev is value.prev and term is value.term)
+            else Accum(prev, term, value.spans, value.window)
+        )
     if isinstance(value, Phi):
         options = tuple(sub(option) for option in value.options)
         return value if all(a is b for a, b in zip(options, value.options, strict=True)) else Phi(options)

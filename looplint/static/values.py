@@ -71,7 +71,7 @@ class Name(Value):
     """A name read before anything in its scope bound it: resolved once the file is built
     (a global assigned further down, a closure variable, a builtin)."""
 
-    __slots__ = ("scope", "name")
+    __slots__ = ("name", "scope")
 
     def __init__(self, scope: Any, name: str) -> None:
         self.scope = scope
@@ -81,7 +81,7 @@ class Name(Value):
 class Param(Value):
     """A parameter of a function: unknown inside it, the caller's argument once bound."""
 
-    __slots__ = ("scope", "name")
+    __slots__ = ("name", "scope")
 
     def __init__(self, scope: str, name: str) -> None:
         self.scope = scope  # the function's key
@@ -91,7 +91,7 @@ class Param(Value):
 class SelfAttr(Value):
     """`self.attr` inside a method: whatever the class's methods assign to it."""
 
-    __slots__ = ("cls", "attr")
+    __slots__ = ("attr", "cls")
 
     def __init__(self, cls: str | None, attr: str) -> None:
         self.cls = cls
@@ -99,7 +99,7 @@ class SelfAttr(Value):
 
 
 class Call(Value):
-    __slots__ = ("func", "args", "kwargs", "site", "no_grad", "display")
+    __slots__ = ("args", "display", "func", "kwargs", "no_grad", "site")
 
     def __init__(
         self,
@@ -119,7 +119,7 @@ class Call(Value):
 
 
 class Attr(Value):
-    __slots__ = ("base", "attr")
+    __slots__ = ("attr", "base")
 
     def __init__(self, base: Value, attr: str) -> None:
         self.base = base
@@ -322,7 +322,19 @@ _KEEPING = frozenset(
 )
 # Module methods that return the module itself.
 _SELF_RETURNING = frozenset(
-    {"train", "eval", "to", "cuda", "cpu", "float", "half", "double", "bfloat16", "requires_grad_", "share_memory"}
+    {
+        "train",
+        "eval",
+        "to",
+        "cuda",
+        "cpu",
+        "float",
+        "half",
+        "double",
+        "bfloat16",
+        "requires_grad_",
+        "share_memory",
+    }
 )
 # ... and those that leave the graph.
 _DETACHING = frozenset({"item", "tolist", "detach", "numpy", "data", "detach_", "asscalar", "asnumpy"})
@@ -359,7 +371,7 @@ class Evaluator:
         return result
 
     # The dispatch is by node type; each branch is one short rule of what the node means.
-    def _known(self, value: Value) -> Known:  # noqa: PLR0911, PLR0912
+    def _known(self, value: Value) -> Known:
         if isinstance(value, Lit):
             if value.kind == "zero":
                 return Known("number", zero=True)
@@ -545,12 +557,17 @@ class Evaluator:
         if receiver.kind in ("external", "module", "class"):
             return None
         if receiver.kind == "object" and receiver.role == "instance":
-            if name in _SELF_RETURNING and isinstance(receiver.target, Ref):
-                if self.model.instance_attribute(receiver.target, name) is None:
-                    return receiver  # nn.Module's own `.to(device)`, `.train()`: the same model
+            if (
+                name in _SELF_RETURNING
+                and isinstance(receiver.target, Ref)
+                and self.model.instance_attribute(receiver.target, name) is None
+            ):
+                return receiver  # nn.Module's own `.to(device)`, `.train()`: the same model
             return None  # a method of a project class: its summary answers
         if receiver.kind == "str" and name == "format":
-            return text_of([receiver, *(self.known(a) for a in call.args), *(self.known(v) for _, v in call.kwargs)])
+            return text_of(
+                [receiver, *(self.known(a) for a in call.args), *(self.known(v) for _, v in call.kwargs)]
+            )
         if name in _DETACHING:
             return _detached(receiver, name)
         if name in _SELF_RETURNING and receiver.kind in ("object", "unknown") and not receiver.loss:
@@ -566,10 +583,8 @@ class Evaluator:
         if name in ("prepare", "setup") and receiver.role == "engine":
             items = tuple(self.known(arg) for arg in call.args)
             return items[0] if len(items) == 1 else Known("tuple", items=items)
-        if name in ("gather", "all_gather", "gather_for_metrics", "reduce", "all_reduce"):
-            if call.args:
-                argument = self.known(call.args[0])
-                return replace(argument, origin=None)
+        if name in ("gather", "all_gather", "gather_for_metrics", "reduce", "all_reduce") and call.args:
+            return replace(self.known(call.args[0]), origin=None)
         if receiver.role == "loss_fn" and name == "forward":
             return Known("tensor", loss=True, attached=not call.no_grad)
         if name == "forward" and receiver.kind == "unknown" and self.model.loss_by_convention(call.display):

@@ -17,8 +17,8 @@ import libcst as cst
 from looplint.findings import Edit, Fix
 from looplint.static import names
 from looplint.static.model import ACCUMULATE, APPEND, ASSIGN, BACKWARD, DIVIDE, LOG, READ, Event, Model, Scope
-from looplint.static.values import Accum, Attr, Bin, Call, Item, Phi, Tup, unbound
 from looplint.static.rules import Hit, elsewhere, is_prefix, loop_label, same_loops
+from looplint.static.values import Accum, Attr, Bin, Call, Item, Phi, Tup, unbound
 
 
 @dataclass
@@ -39,8 +39,10 @@ class Accumulator:
 
 def _reads_variable(event: Event, var: tuple) -> bool:
     """`total`, `total.item()` and `total.data` all read the variable `total`."""
-    return event.var is not None and event.var[0] == var[0] and (
-        event.var[1] == var[1] or event.var[1].startswith(var[1] + ".")
+    return (
+        event.var is not None
+        and event.var[0] == var[0]
+        and (event.var[1] == var[1] or event.var[1].startswith(var[1] + "."))
     )
 
 
@@ -69,9 +71,7 @@ def _accumulators(model: Model, events: list[Event]) -> list[Accumulator]:
         start = position[id(inside[0])]
         end = position[id(inside[-1])]
         # The binding the loop nest starts from, and what follows it until the next binding.
-        before = next(
-            (e for e in reversed(events[:start]) if e.kind == ASSIGN and e.var == var), None
-        )
+        before = next((e for e in reversed(events[:start]) if e.kind == ASSIGN and e.var == var), None)
         after: list[Event] = []
         for event in events[end + 1 :]:
             if event.kind == ASSIGN and event.var == var:
@@ -115,9 +115,15 @@ def _varies_within(events: list[Event], acc: Accumulator, divisors: frozenset[st
             return not any(e.kind == ASSIGN and e.name == name for e in in_window)
         if depth < 2:
             for event in in_window:
-                if event.kind == ASSIGN and event.name == name and "source" in event.data:
-                    if any(moves_with_the_sum(n, depth + 1) for n in names.dotted_names(event.data["source"])):
-                        return True
+                if (
+                    event.kind == ASSIGN
+                    and event.name == name
+                    and "source" in event.data
+                    and any(
+                        moves_with_the_sum(n, depth + 1) for n in names.dotted_names(event.data["source"])
+                    )
+                ):
+                    return True
         return False
 
     return any(moves_with_the_sum(divisor) for divisor in divisors)
@@ -164,7 +170,9 @@ def _misplaced_reset(events: list[Event], acc: Accumulator) -> Hit | None:
         too_deep = [
             r
             for r in acc.resets
-            if len(r.loops) >= len(update.loops) and is_prefix(update.loops, r.loops) and len(r.loops) > len(read.loops)
+            if len(r.loops) >= len(update.loops)
+            and is_prefix(update.loops, r.loops)
+            and len(r.loops) > len(read.loops)
         ]
         if too_deep:
             reset = too_deep[0]
@@ -244,7 +252,9 @@ def loss_tensor_accumulated(model: Model) -> Iterator[Hit]:
                     update.node,
                     f"`{acc.name} += ...` adds a loss tensor that still requires grad: every iteration's "
                     f"autograd graph stays alive and memory grows; add `{suffix}`",
-                    fix=None if update.foreign else lambda source, u=update, s=suffix: _detach_fix(source, u, s),
+                    fix=None
+                    if update.foreign
+                    else lambda source, u=update, s=suffix: _detach_fix(source, u, s),
                 )
                 break
 
@@ -255,7 +265,9 @@ def _restarted_every_step(events: list[Event], acc: Accumulator) -> bool:
     for backward in events:
         if backward.kind == BACKWARD and backward.loops:
             step_loop = backward.loops[-1]
-            if all(r.in_loop(step_loop) for r in acc.resets) and all(u.in_loop(step_loop) for u in acc.updates):
+            if all(r.in_loop(step_loop) for r in acc.resets) and all(
+                u.in_loop(step_loop) for u in acc.updates
+            ):
                 return True
     return False
 
@@ -268,7 +280,9 @@ def _returned_as_loss(model: Model, scope: Scope) -> bool:
     if "loss" in name or name in ("forward", "__call__"):
         return True
     for value in scope.returns:
-        returned = [model.known(item) for item in value.items] if isinstance(value, Tup) else [model.known(value)]
+        returned = (
+            [model.known(item) for item in value.items] if isinstance(value, Tup) else [model.known(value)]
+        )
         if any(known.summed and known.attached and not known.divided for known in returned):
             return True
     return False
@@ -306,7 +320,9 @@ def _detach_fix(source, update: Event, suffix: str) -> Fix | None:
 def loss_tensors_collected(model: Model) -> Iterator[Hit]:
     for scope in model.scopes:
         events = model.events(scope)
-        lists = {e.var: e for e in events if e.kind == ASSIGN and e.var is not None and isinstance(e.value, Tup)}
+        lists = {
+            e.var: e for e in events if e.kind == ASSIGN and e.var is not None and isinstance(e.value, Tup)
+        }
         reported: set[tuple] = set()
         for append in events:
             if append.kind != APPEND or append.no_grad or append.var in reported or append.var not in lists:

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from looplint.findings import Fix
 from looplint.static import fixes, names
 from looplint.static.model import BACKWARD, CALL, CLEAR, CLIP, STEP, UNSCALE, Event, Loop, Model
-from looplint.static.values import Attr, Call, unbound
 from looplint.static.rules import Hit, elsewhere, loop_label
+from looplint.static.values import Attr, Call, unbound
 
 
 def _optimizer_steps(model: Model, events: list[Event]) -> Iterator[Event]:
@@ -41,8 +41,10 @@ def _clears(model: Model, event: Event, step: Event) -> bool:
         identity = model.identity(step.value)
         passed = [model.identity(argument) for argument in (call.args if isinstance(call, Call) else ())]
         by_name = step.name in event.data.get("args", ())
-        return (identity is not None and identity in passed) or by_name or (
-            step.name is not None and (event.name or "").startswith(step.name + ".")
+        return (
+            (identity is not None and identity in passed)
+            or by_name
+            or (step.name is not None and (event.name or "").startswith(step.name + "."))
         )
     return False
 
@@ -380,7 +382,9 @@ def _move_before_step(model: Model, source: fixes.Source, clip: Event, step: Eve
     return Fix("Clip after the backward pass, right before the step", edits) if edits else None
 
 
-def _insert_unscale(model: Model, source: fixes.Source, clip: Event, scaler: str, optimizer: str) -> Fix | None:
+def _insert_unscale(
+    model: Model, source: fixes.Source, clip: Event, scaler: str, optimizer: str
+) -> Fix | None:
     if not fixes.sole_statement(clip.statement, clip.node):
         return None
     indent = source.indent(clip.statement)
@@ -388,4 +392,7 @@ def _insert_unscale(model: Model, source: fixes.Source, clip: Event, scaler: str
         return None
     start, _ = source.lines(clip.statement)
     line = f"{scaler}.unscale_({optimizer})"
-    return Fix(f"Insert `{line}` before clipping", (fixes.Edit(start, start, fixes.line_with_newline(source, line, indent)),))
+    return Fix(
+        f"Insert `{line}` before clipping",
+        (fixes.Edit(start, start, fixes.line_with_newline(source, line, indent)),),
+    )

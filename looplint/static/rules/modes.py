@@ -20,7 +20,9 @@ def backward_in_eval_mode(model: Model) -> Iterator[Hit]:
             if loop is None or not _behaves_differently_in_eval(model, switch):
                 continue
             if any(
-                e.kind == MODE and e.data.get("training") is not False and not _certainly_other(model, e, switch)
+                e.kind == MODE
+                and e.data.get("training") is not False
+                and not _certainly_other(model, e, switch)
                 for e in events
                 if e.in_loop(loop)
             ):
@@ -77,7 +79,9 @@ def _called_in(model: Model, value: Value | None, identity: tuple, depth: int = 
     if isinstance(value, (Attr, Item)):
         return _called_in(model, value.base, identity, depth + 1)
     if isinstance(value, Bin):
-        return _called_in(model, value.left, identity, depth + 1) or _called_in(model, value.right, identity, depth + 1)
+        return _called_in(model, value.left, identity, depth + 1) or _called_in(
+            model, value.right, identity, depth + 1
+        )
     return False
 
 
@@ -85,26 +89,67 @@ def _certainly_other(model: Model, a: Event, b: Event) -> bool:
     """Two modules built at two different places of this file (`teacher` and `student`); a
     parameter, an attribute or anything else may be the other one under another name."""
     first, second = model.identity(a.value), model.identity(b.value)
-    return (
-        first is not None
-        and second is not None
-        and first[0] == second[0] == "site"
-        and first != second
-    )
+    return first is not None and second is not None and first[0] == second[0] == "site" and first != second
 
 
 # Layers that compute the same thing in train and eval mode: a model built only from them is
 # not changed by eval().
 _MODE_FREE = frozenset(
     {
-        "Linear", "Bilinear", "LazyLinear", "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d",
-        "ConvTranspose2d", "ConvTranspose3d", "ReLU", "ReLU6", "LeakyReLU", "PReLU", "ELU",
-        "SELU", "CELU", "GELU", "SiLU", "Mish", "Sigmoid", "Tanh", "Softmax", "LogSoftmax",
-        "Softplus", "Hardtanh", "Flatten", "Unflatten", "MaxPool1d", "MaxPool2d", "MaxPool3d",
-        "AvgPool1d", "AvgPool2d", "AvgPool3d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d",
-        "AdaptiveAvgPool3d", "AdaptiveMaxPool2d", "Embedding", "Identity", "Sequential",
-        "ModuleList", "ModuleDict", "Upsample", "PixelShuffle", "ZeroPad2d", "LayerNorm",
-        "GroupNorm", "super", "len", "range", "int", "float", "print", "isinstance",
+        "Linear",
+        "Bilinear",
+        "LazyLinear",
+        "Conv1d",
+        "Conv2d",
+        "Conv3d",
+        "ConvTranspose1d",
+        "ConvTranspose2d",
+        "ConvTranspose3d",
+        "ReLU",
+        "ReLU6",
+        "LeakyReLU",
+        "PReLU",
+        "ELU",
+        "SELU",
+        "CELU",
+        "GELU",
+        "SiLU",
+        "Mish",
+        "Sigmoid",
+        "Tanh",
+        "Softmax",
+        "LogSoftmax",
+        "Softplus",
+        "Hardtanh",
+        "Flatten",
+        "Unflatten",
+        "MaxPool1d",
+        "MaxPool2d",
+        "MaxPool3d",
+        "AvgPool1d",
+        "AvgPool2d",
+        "AvgPool3d",
+        "AdaptiveAvgPool1d",
+        "AdaptiveAvgPool2d",
+        "AdaptiveAvgPool3d",
+        "AdaptiveMaxPool2d",
+        "Embedding",
+        "Identity",
+        "Sequential",
+        "ModuleList",
+        "ModuleDict",
+        "Upsample",
+        "PixelShuffle",
+        "ZeroPad2d",
+        "LayerNorm",
+        "GroupNorm",
+        "super",
+        "len",
+        "range",
+        "int",
+        "float",
+        "print",
+        "isinstance",
     }
 )
 
@@ -125,7 +170,8 @@ def _behaves_differently_in_eval(model: Model, switch: Event) -> bool:
         path = model.known(root.func).target or ""
         if path.rsplit(".", 1)[-1] == "Sequential":
             return not all(
-                isinstance(layer, Call) and (model.known(layer.func).target or "").rsplit(".", 1)[-1] in _MODE_FREE
+                isinstance(layer, Call)
+                and (model.known(layer.func).target or "").rsplit(".", 1)[-1] in _MODE_FREE
                 for layer in root.args
             )
     return True

@@ -61,9 +61,7 @@ def _move_after(model: Model, source, sched: Event, optimizer: Event) -> Fix | N
     if anchor is None or len(getattr(owner, "body", ())) < 2:
         return None
     text = fixes.statement_text(source, sched.statement)
-    insert = (
-        fixes.insert_after(source, anchor, text, indent=source.indent(sched.statement)) if text else None
-    )
+    insert = fixes.insert_after(source, anchor, text, indent=source.indent(sched.statement)) if text else None
     if insert is None:
         return None
     # Swapping with the step beside it changes nothing else; moving past a whole loop also moves

@@ -41,7 +41,11 @@ def _period_fits(loop: Loop, check: Event, events: list[Event]) -> bool:
     if not loop.counted:
         return False
     for modulus in check.data.get("moduli", ()):
-        if loop.count and isinstance(modulus, cst.Integer) and int(modulus.value.replace("_", ""), 0) % loop.count == 0:
+        if (
+            loop.count
+            and isinstance(modulus, cst.Integer)
+            and int(modulus.value.replace("_", ""), 0) % loop.count == 0
+        ):
             return True
         if loop.count_name is not None and loop.count_name in _defining_names(modulus, events):
             return True
