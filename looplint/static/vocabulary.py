@@ -222,9 +222,13 @@ FUNCTIONAL_LOSSES = frozenset(
 )
 
 
+_LOSS_CLASS = re.compile(r"(Loss|CrossEntropy|Criterion)([123]d)?$")
+
+
 def is_loss_class(name: str) -> bool:
-    """`CrossEntropyLoss`, `BCEWithLogitsLoss`, timm's `LabelSmoothingCrossEntropy`."""
-    return name.endswith("Loss") or name.endswith("CrossEntropy") or name.endswith("Criterion")
+    """`CrossEntropyLoss`, `BCEWithLogitsLoss`, timm's `LabelSmoothingCrossEntropy`, the old
+    `NLLLoss2d`."""
+    return _LOSS_CLASS.search(name) is not None
 
 
 def is_functional_loss(path: str) -> bool:

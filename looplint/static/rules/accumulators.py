@@ -119,14 +119,32 @@ def _varies_within(events: list[Event], acc: Accumulator, divisors: frozenset[st
                     event.kind == ASSIGN
                     and event.name == name
                     and "source" in event.data
-                    and any(
-                        moves_with_the_sum(n, depth + 1) for n in names.dotted_names(event.data["source"])
-                    )
+                    and any(moves_with_the_sum(n, depth + 1) for n in _arithmetic_names(event.data["source"]))
                 ):
                     return True
         return False
 
     return any(moves_with_the_sum(divisor) for divisor in divisors)
+
+
+_ARITHMETIC_CALLS = frozenset({"int", "float", "min", "max", "abs", "round"})
+
+
+def _arithmetic_names(node: cst.CSTNode) -> list[str]:
+    """Names a count is worked out from by arithmetic (`n = i * batch_size + 1`), not the
+    arguments of other calls: a loader built from this fold's indices is not a running count."""
+    found: list[str] = []
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, cst.Call) and names.dotted(current.func) not in _ARITHMETIC_CALLS:
+            continue
+        name = names.dotted(current) if isinstance(current, (cst.Name, cst.Attribute)) else None
+        if name is not None:
+            found.append(name)
+        else:
+            stack.extend(names.child_nodes(current))
+    return found
 
 
 def accumulator_reset_misplaced(model: Model) -> Iterator[Hit]:
@@ -189,6 +207,7 @@ def unaveraged_loss_logged(model: Model) -> Iterator[Hit]:
     for scope in model.scopes:
         events = model.events(scope)
         sums = {id(e.value): e.var for e in events if e.kind == ACCUMULATE}
+        sum_names = {e.var: e.name for e in events if e.kind == ACCUMULATE}
         reported: set = set()
         for event in events:
             if event.kind == LOG and event.data.get("logged") is not None:
@@ -204,12 +223,16 @@ def unaveraged_loss_logged(model: Model) -> Iterator[Hit]:
             if key in reported:
                 continue  # one finding per sum, however many places log it
             reported.add(key)
+            # `epoch_str = "...".format(e, eval_loss)`: name the sum, not the string carrying it
+            carried = sorted(sum_names[var] for var in key) if isinstance(key, frozenset) else []
+            name = event.name if not carried or event.name in carried else carried[0]
+            through = f" (in `{event.name}`)" if name != event.name else ""
             yield Hit(
                 "LL202",
                 event.node,
-                f"`{event.name}` is a sum of losses over many batches and is logged{elsewhere(event)} "
+                f"`{name}` is a sum of losses over many batches and is logged{through}{elsewhere(event)} "
                 "without dividing by how many it holds, so the curve tracks the number of batches, "
-                f"not the loss; log `{event.name} / <count>`",
+                f"not the loss; log `{name} / <count>`",
             )
 
 

@@ -154,6 +154,19 @@ _MODE_FREE = frozenset(
 )
 
 
+def _mode_free_layer(model: Model, layer) -> bool:
+    """`nn.Linear(...)`, or a class of the project (`Reshape()`) that builds only such layers."""
+    if not isinstance(layer, Call):
+        return False
+    known = model.known(layer.func)
+    if known.kind == "external" and isinstance(known.target, str):
+        return known.target.rsplit(".", 1)[-1] in _MODE_FREE
+    if known.kind == "class" and known.target is not None:
+        layers = model.class_layers(known.target)
+        return layers is not None and all(name in _MODE_FREE or name.endswith("_") for name in layers)
+    return False
+
+
 def _behaves_differently_in_eval(model: Model, switch: Event) -> bool:
     """Unless the switched model is built only from layers that do the same in both modes (no
     dropout, no batch norm: an `nn.Sequential` of them, or a class of the project whose body
@@ -169,9 +182,5 @@ def _behaves_differently_in_eval(model: Model, switch: Event) -> bool:
     if isinstance(root, Call) and model.known(root.func).kind == "external":
         path = model.known(root.func).target or ""
         if path.rsplit(".", 1)[-1] == "Sequential":
-            return not all(
-                isinstance(layer, Call)
-                and (model.known(layer.func).target or "").rsplit(".", 1)[-1] in _MODE_FREE
-                for layer in root.args
-            )
+            return not all(_mode_free_layer(model, layer) for layer in root.args)
     return True
