@@ -29,7 +29,12 @@ def _advancing_loops(events: list[Event], counter: str) -> list[Loop]:
         for loop in event.loops:
             if counter in loop.targets and loop not in loops:
                 loops.append(loop)
-        if event.kind == ACCUMULATE and event.name == counter and event.loops and event.loops[-1] not in loops:
+        if (
+            event.kind == ACCUMULATE
+            and event.name == counter
+            and event.loops
+            and event.loops[-1] not in loops
+        ):
             loops.append(event.loops[-1])
     return loops
 
