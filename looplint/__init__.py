@@ -7,10 +7,33 @@ from __future__ import annotations
 
 from typing import Any
 
-from looplint.findings import Edit, Finding, Fix
+from looplint.findings import Edit, Finding, Fix, RuntimeFindingsError
 
 __version__ = "0.1.0"
-__all__ = ["Edit", "Finding", "Fix", "__version__", "lint_source", "lr_find", "watch"]
+__all__ = [
+    "Edit",
+    "Finding",
+    "Fix",
+    "RuntimeFindingsError",
+    "__version__",
+    "lint_source",
+    "lr_find",
+    "watch",
+]
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """`%load_ext looplint`: check each notebook cell before it runs (see looplint.adapters.ipython)."""
+    from looplint.adapters.ipython import load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """`%unload_ext looplint`: stop checking cells."""
+    from looplint.adapters.ipython import unload
+
+    unload(ipython)
 
 
 def lint_source(source: str, path: str = "<stdin>") -> list[Finding]:

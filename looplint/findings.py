@@ -33,8 +33,9 @@ class Finding:
     column: int
     code: str
     message: str = field(compare=False)
-    end_line: int = field(default=0, compare=False)
-    end_column: int = field(default=0, compare=False)
+    # Where the span ends; None when only the line is known (most runtime findings).
+    end_line: int | None = field(default=None, compare=False)
+    end_column: int | None = field(default=None, compare=False)
     fix: Fix | None = field(default=None, compare=False)
     # "static" for the analyzer, "runtime" for what the hook observed.
     origin: str = field(default="static", compare=False)
@@ -55,3 +56,8 @@ class Finding:
                 "edits": [asdict(edit) for edit in self.fix.edits],
             }
         return data
+
+
+class RuntimeFindingsError(AssertionError):
+    """Raised when a `watch(strict=True)` block ends with findings (an AssertionError, so a test
+    that watches its training loop fails with the findings as its message)."""

@@ -138,9 +138,15 @@ def tree(tmp_path, monkeypatch):
     return tmp_path
 
 
+NOTHING_LINTED = "looplint: warning: nothing was linted: no Python files or notebooks in the given paths\n"
+
+
 def test_missing_path(tree, capsys):
     assert main(["--no-cache", "missing.py"]) == 2
-    assert capsys.readouterr().err == "looplint: error: missing.py: No such file or directory\n"
+    # Nothing was linted: no summary line that could read like a clean result.
+    captured = capsys.readouterr()
+    assert captured.err == "looplint: error: missing.py: No such file or directory\n" + NOTHING_LINTED
+    assert captured.out == ""
 
 
 def test_permission_denied_file_is_an_error_and_the_rest_is_linted(tree, capsys):
@@ -180,7 +186,7 @@ def test_symlink_loops(tree, capsys):
     os.symlink("..", tree / "pkg" / "up")  # a directory loop is not followed
     (tree / "pkg" / "ok.py").write_text("x = (\n")
     assert main(["--no-cache", "a.py"]) == 2
-    assert capsys.readouterr().err == "looplint: error: a.py: symbolic link loop\n"
+    assert capsys.readouterr().err == "looplint: error: a.py: symbolic link loop\n" + NOTHING_LINTED
     assert main(["--no-cache", "."]) == 2
     captured = capsys.readouterr()
     assert captured.err.splitlines() == [

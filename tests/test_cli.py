@@ -154,7 +154,7 @@ def test_fix_rewrites_the_file_and_leaves_it_clean(tmp_path):
     proc = run_cli("--fix", "train.py", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "optimizer.zero_grad()" in target.read_text()
-    assert "Fixed 1 problem in 1 file(s)." in proc.stderr
+    assert proc.stderr == "Fixed 1 problem in 1 file.\n"
     assert run_cli("train.py", cwd=tmp_path).returncode == 0
 
 
@@ -339,3 +339,121 @@ def test_fix_reports_an_unreadable_path_once(project, capsys):
     captured = capsys.readouterr()
     assert captured.err.count("missing.py: No such file or directory") == 1
     assert "optimizer.zero_grad()" in (project / "train.py").read_text()
+
+
+# --- what a new user meets first -----------------------------------------------------------------
+
+NOTHING_LINTED = "looplint: warning: nothing was linted: no Python files or notebooks in the given paths\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "status", "error"),
+    [
+        (["missing.py"], 2, "looplint: error: missing.py: No such file or directory\n"),
+        (["empty"], 0, ""),
+        ([], 0, ""),  # a bare `looplint` in a directory without Python files
+        (["--format", "json", "empty"], 0, ""),
+    ],
+)
+def test_nothing_linted_is_a_warning_not_a_clean_result(tmp_path, args, status, error):
+    (tmp_path / "empty").mkdir()
+    write(tmp_path / "README.md", "# no Python here\n")
+    proc = run_cli(*args, cwd=tmp_path)
+    assert proc.returncode == status
+    assert proc.stderr == error + NOTHING_LINTED
+    assert proc.stdout == ("[]\n" if "json" in args else "")
+
+
+UNSAFE_ONLY = Path(__file__).resolve().parent.parent / "fixtures" / "static" / "ll401_scheduler_first.py"
+
+
+def test_summary_counts_the_fixes_that_need_unsafe_fixes(project, capsys):
+    write(project / "unsafe.py", UNSAFE_ONLY.read_text())
+    assert main(["--no-cache", "unsafe.py"]) == 1
+    assert capsys.readouterr().out.endswith("Found 1 problem in 1 file (1 fixable with --unsafe-fixes).\n")
+    write(project / "safe.py", MISSING_ZERO_GRAD)
+    assert main(["--no-cache", "."]) == 1
+    assert capsys.readouterr().out.endswith(
+        "Found 2 problems in 2 files (1 fixable with --fix, 1 more fixable with --unsafe-fixes).\n"
+    )
+    assert main(["--no-cache", "--fix", "."]) == 1
+    captured = capsys.readouterr()
+    assert captured.err == "Fixed 1 problem in 1 file.\n"
+    assert captured.out.endswith("Found 1 problem in 2 files (1 fixable with --unsafe-fixes).\n")
+
+
+def test_fix_and_diff_on_a_clean_file_say_nothing_odd(project, capsys):
+    write(project / "clean.py", CORRECT_LOOP)
+    assert main(["--fix", "clean.py"]) == 0
+    assert capsys.readouterr() == ("No problems found in 1 file.\n", "")
+    assert main(["--diff", "clean.py"]) == 0
+    assert capsys.readouterr() == ("", "Nothing to fix.\n")
+    assert main(["--diff", "--quiet", "clean.py"]) == 0
+    assert capsys.readouterr() == ("", "")
+
+
+def test_diff_comes_before_its_count_in_a_terminal_that_shows_both_streams(tmp_path):
+    write(tmp_path / "a.py", MISSING_ZERO_GRAD)
+    write(tmp_path / "b.py", MISSING_ZERO_GRAD)
+    proc = subprocess.run(
+        [sys.executable, "-m", "looplint", "--diff", "."],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,  # one pipe for both, as a terminal shows them
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert proc.stdout.count("+        optimizer.zero_grad()\n") == 2
+    assert proc.stdout.endswith("     optimizer.step()\nWould fix 2 problems in 2 files.\n")
+
+
+def test_no_option_is_taken_for_an_abbreviation(project, capsys):
+    write(project / "a.py", MISSING_ZERO_GRAD)
+    assert main(["--sel", "LL2", "a.py"]) == 2
+    assert "unrecognized arguments: --sel" in capsys.readouterr().err
+
+
+def test_notebook_fix_count_json_and_fix_agree(project, capsys):
+    nbformat = pytest.importorskip("nbformat")
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_markdown_cell("# Training"),
+        nbformat.v4.new_code_cell(
+            "import torch\n"
+            "from torch.utils.tensorboard import SummaryWriter\n"
+            "model = torch.nn.Linear(2, 1)\n"
+            "optimizer = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+            "writer = SummaryWriter()"
+        ),
+        # nbformat stores no newline after a cell's last line: the close moves into that gap.
+        nbformat.v4.new_code_cell(
+            "for epoch in range(3):\n"
+            "    total = 0.0\n"
+            "    for x in [torch.randn(4, 2)]:\n"
+            "        loss = model(x).pow(2).mean()\n"
+            "        loss.backward()\n"
+            "        optimizer.step()\n"
+            "        total += loss\n"
+            "    writer.add_scalar('loss', total / 4, epoch)\n"
+            "    writer.close()"
+        ),
+    ]
+    path = project / "train.ipynb"
+    nbformat.write(notebook, str(path))
+    assert main(["--no-cache", "train.ipynb"]) == 1
+    assert capsys.readouterr().out.endswith("Found 3 problems in 1 file (3 fixable with --fix).\n")
+    assert main(["--no-cache", "--format", "json", "train.ipynb"]) == 1
+    findings = json.loads(capsys.readouterr().out)
+    assert sorted(f["code"] for f in findings) == ["LL101", "LL203", "LL301"]
+    assert all(f["fix"] is not None and f["details"] == {"cell": 3} for f in findings)
+
+    # The JSON fixes, applied to the cell's source, give what --fix writes.
+    source = nbformat.read(str(path), as_version=4).cells[2].source
+    edits = sorted((e for f in findings for e in f["fix"]["edits"]), key=lambda e: e["start"], reverse=True)
+    for edit in edits:
+        source = source[: edit["start"]] + edit["text"] + source[edit["end"] :]
+    assert main(["--no-cache", "--fix", "train.ipynb"]) == 0
+    assert capsys.readouterr().err == "Fixed 3 problems in 1 file.\n"
+    assert nbformat.read(str(path), as_version=4).cells[2].source == source
+    assert source.endswith("    writer.add_scalar('loss', total / 4, epoch)\nwriter.close()")

@@ -311,7 +311,7 @@ def test_cli_diff_shows_the_fix_without_writing(tmp_path: Path):
         "     scheduler.step()\n"
         "-    optimizer.step()\n"
     )
-    assert result.stderr == "Would fix 1 problem in 1 file(s).\n"
+    assert result.stderr == "Would fix 1 problem in 1 file.\n"
 
 
 def test_cli_fix_leaves_unfixable_findings_reported(tmp_path: Path):

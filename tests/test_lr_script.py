@@ -112,15 +112,24 @@ def test_text_report_and_divergence_stop(script, tmp_path, capsys):
         min_lr=1e-4,
         max_lr=1e4,
         steps=200,
+        trial_steps=40,
         fmt="text",
         out_dir=str(tmp_path / "out"),
     )
     text = capsys.readouterr().out
     assert code == 0
-    assert "stopped: the smoothed loss" in text or "non-finite" in text
-    assert "SGD group 0: suggested lr" in text and "SGD group 1: suggested lr" in text
-    assert "(lr was 0.01)" in text and "(lr was 0.001)" in text
+    assert "(the smoothed loss" in text and "(diverging) at lr" in text or "non-finite" in text
+    # The verdict on each group's own LR, in words, with the trials as evidence.
+    # The script's StepLR decays from the group's LR: its start is what is judged.
+    assert "SGD group 0: your StepLR starting lr 0.01 is about" in text
+    assert "SGD group 1: your StepLR starting lr 0.001 is about" in text
+    assert "schedule: StepLR starts at lr 0.01 and decays from there" in text
+    assert "below the suggested" in text and "likely too small" in text
+    assert "in 40-step trials from your initial weights, lr 0.01 reached a held-out loss of" in text
+    assert "confidence: high" in text
     assert "why: the smoothed loss falls from" in text
+    assert "trials (lr: held-out loss; before:" in text
+    assert "range-test steps +" in text and "trial steps" in text
     assert "plot: " in text and "tensorboard: " in text
 
 
@@ -192,7 +201,14 @@ def test_through_looplint_run(script, tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)["lr_find"]
     assert code == 0
     assert len(report["groups"]) == 2 and report["suggested_index"] is not None
+    assert report["trials"] == [] and report["groups"][0]["verdict"] is not None  # the curve alone
     assert (out / "lr_find.png").exists()
+    # --trial-steps 40: the confirmation trials.
+    code = main([*argv, "--trial-steps", "40", "--out-dir", str(out), "--", str(tmp_path / "used.json")])
+    report = json.loads(capsys.readouterr().out)["lr_find"]
+    assert code == 0 and len(report["trials"]) >= 3 and report["cost"]["trial_steps"] > 0
+    assert main([*argv, "--trial-steps", "-1"]) == 2
+    assert "--trial-steps: expected a non-negative integer, got '-1'" in capsys.readouterr().err
 
 
 def test_script_that_ends_before_the_test(tmp_path, capsys):
@@ -218,6 +234,177 @@ def test_without_matplotlib_the_report_still_comes(script, tmp_path, capsys, mon
         out_dir=str(tmp_path / "out"),
     )
     text = capsys.readouterr().out
-    assert code == 0 and "suggested lr" in text
+    assert code == 0 and "below the suggested" in text
     assert "note: no plot: plotting the range test needs matplotlib" in text
     assert "tensorboard: " in text and not (tmp_path / "out" / "lr_find.png").exists()
+
+
+# --- the trials in script mode: state restoration, verdicts, schedules -----------------------
+
+# Full-batch training (the same batch every step, so every loss is reproducible exactly), with
+# BatchNorm (buffers) and Adam (optimizer state). Before each step the script logs the loss, the
+# running mean's sum and how many parameters have Adam state.
+FULL_BATCH = """
+import json
+import sys
+
+import torch
+from torch import nn
+
+torch.manual_seed(0)
+x = torch.randn(256, 6)
+y = (x[:, :2].sum(1) > 0).long()
+model = nn.Sequential(nn.Linear(6, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 2))
+optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+log = []
+try:
+    for step in range(2000):
+        loss = nn.functional.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        log.append([loss.item(), model[1].running_mean.sum().item(), len(optimizer.state)])
+        optimizer.step()
+finally:
+    with open(sys.argv[1], "w") as out:
+        json.dump(log, out)
+"""
+
+
+def test_every_trial_starts_from_the_initial_state_in_place(tmp_path, capsys):
+    path = tmp_path / "full_batch.py"
+    path.write_text(FULL_BATCH)
+    log_path = tmp_path / "log.json"
+    code = run_lr_find_script(
+        str(path), [str(log_path)], steps=60, trial_steps=40, fmt="json", out_dir=str(tmp_path / "out")
+    )
+    report = json.loads(capsys.readouterr().out)["lr_find"]
+    log = json.loads(log_path.read_text())
+    assert code == 0 and len(report["trials"]) >= 3
+    # The first step sees the initial weights, buffers and an empty Adam state. After the range
+    # test, and after every trial, all three are back exactly: once for the held-out losses of
+    # the initial weights, then once at the start of every trial.
+    initial = log[0]
+    assert initial[2] == 0
+    assert log.count(initial) == 2 + len(report["trials"]), (log.count(initial), len(report["trials"]))
+    # The held-out losses of the initial weights are that same loss.
+    assert report["baseline_loss"] == pytest.approx(initial[0], rel=1e-6)
+    # The cost counts every step the script took: the range test, then the trials (with their
+    # held-out batches and the step at lr 0 after the range test).
+    cost = report["cost"]
+    assert len(log) == cost["range_test_steps"] + cost["trial_steps"]
+
+
+# Linear regression on whitened inputs: the Hessian of the MSE is 2 I, so plain SGD diverges
+# above lr 1 and 40 steps reach the noise floor from about lr 0.04 up (see test_lr_find.py).
+REGRESSION = """
+import sys
+
+import torch
+from torch import nn
+
+lr = float(sys.argv[1])
+schedule = sys.argv[2] if len(sys.argv) > 2 else "constant"
+g = torch.Generator().manual_seed(0)
+x = torch.randn(2048, 8, generator=g)
+x = (x - x.mean(0)) @ torch.linalg.inv(torch.linalg.cholesky(torch.cov(x.T))).T
+y = x @ torch.randn(8, 1, generator=g) + 0.1 * torch.randn(2048, 1, generator=g)
+model = nn.Linear(8, 1, bias=False)
+optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+if schedule == "onecycle":
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=lr, total_steps=5000, cycle_momentum=False
+    )
+elif schedule == "cosine":
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=5000)
+else:
+    scheduler = None
+for epoch in range(1000):
+    order = torch.randperm(2048, generator=g)
+    for i in range(0, 2048, 256):
+        batch = order[i:i + 256]
+        loss = nn.functional.mse_loss(model(x[batch]), y[batch])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+"""
+
+
+@pytest.mark.parametrize(
+    ("own_lr", "verdict", "words", "trial_steps"),
+    [
+        (1e-3, "too small", "below the suggested", 0),
+        (0.15, "good", "within the good range", 0),
+        (3.0, "too large", "where the loss diverged", 0),
+        (1e-3, "too small", "in 40-step trials from your initial weights, lr 0.001 reached", 40),
+    ],
+)
+def test_verdict_on_the_scripts_own_lr(tmp_path, capsys, own_lr, verdict, words, trial_steps):
+    path = tmp_path / "regression.py"
+    path.write_text(REGRESSION)
+    code = run_lr_find_script(
+        str(path), [str(own_lr)], trial_steps=trial_steps, fmt="json", out_dir=str(tmp_path / "out")
+    )
+    report = json.loads(capsys.readouterr().out)["lr_find"]
+    (group,) = report["groups"]
+    assert code == 0
+    assert group["verdict"] == verdict, group["verdict_text"]
+    assert words in group["verdict_text"] and f"your lr {own_lr:.3g}" in group["verdict_text"]
+    assert report["confidence"] == "high"
+    low, high = group["good_range"]
+    assert 0.04 / 3 < low < 0.15 < high < 3.0
+    assert group["schedule"] is None
+    assert len(report["trials"]) >= (3 if trial_steps else 0)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "setting", "advice"),
+    [
+        ("onecycle", "your OneCycleLR max_lr 0.001", "OneCycleLR warms up to max_lr (0.001 here)"),
+        ("cosine", "your CosineAnnealingLR starting lr 0.001", "CosineAnnealingLR starts at lr 0.001"),
+    ],
+)
+def test_a_schedule_is_judged_by_its_peak(tmp_path, capsys, schedule, setting, advice):
+    path = tmp_path / "regression.py"
+    path.write_text(REGRESSION)
+    code = run_lr_find_script(str(path), ["1e-3", schedule], fmt="json", out_dir=str(tmp_path / "out"))
+    report = json.loads(capsys.readouterr().out)["lr_find"]
+    (group,) = report["groups"]
+    assert code == 0
+    # OneCycleLR starts at max_lr / 25: the verdict is about max_lr, not the first step's LR.
+    assert group["initial_lr"] == pytest.approx(1e-3)
+    assert group["verdict"] == "too small" and group["verdict_text"].startswith(setting)
+    assert advice in group["schedule"]
+    if schedule == "onecycle":
+        assert f"max_lr about {3 * group['suggested_lr']:.2g}" in group["schedule"]
+        assert f"suggested {3 * group['suggested_lr']:.3g}" in group["verdict_text"]
+
+
+def test_random_labels_script_gets_no_suggestion(tmp_path, capsys):
+    path = tmp_path / "random_labels.py"
+    path.write_text(
+        textwrap.dedent(
+            """
+            import torch
+            from torch import nn
+
+            g = torch.Generator().manual_seed(0)
+            x = torch.randn(2048, 20, generator=g)
+            y = torch.randint(0, 4, (2048,), generator=g)
+            model = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 4))
+            optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+            for epoch in range(100):
+                for i in range(0, 2048, 64):
+                    loss = nn.functional.cross_entropy(model(x[i:i + 64]), y[i:i + 64])
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+            """
+        )
+    )
+    code = run_lr_find_script(str(path), [], fmt="text", out_dir=str(tmp_path / "out"))
+    text = capsys.readouterr().out
+    assert code == 1
+    assert "SGD group 0: no suggestion (lr 0.01); no verdict" in text
+    assert "confidence: none" in text and "labels unrelated to the inputs?" in text

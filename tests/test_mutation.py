@@ -14,8 +14,8 @@ import pytest
 from looplint.static import analyze_source
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
-CLEAR_LINE = re.compile(r"^(?P<indent>\s*)([\w.\[\]\"]+\.zero_grad\(.*\)|\w+\.grad = None)\s*$", re.M)
-ITEM_SUM = re.compile(r"^(?P<head>\s*\w+ \+= )(?P<loss>\w+)\.item\(\)(?P<tail>.*)$", re.M)
+CLEAR_LINE = re.compile(r"^(?P<indent>\s*)([\w.\[\]\"]+\.zero_grad\(.*\)|\w+\.grad = None)\s*$", re.MULTILINE)
+ITEM_SUM = re.compile(r"^(?P<head>\s*\w+ \+= )(?P<loss>\w+)\.item\(\)(?P<tail>.*)$", re.MULTILINE)
 
 
 def codes(source: str) -> list[str]:

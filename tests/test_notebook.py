@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from looplint.engine import lint_bytes
 from looplint.engine.notebook import NotebookError, notebook_source
 from looplint.findings import Edit, Finding, Fix
 
@@ -89,6 +90,18 @@ def test_ipython_lines_are_blanked_one_for_one():
     blanked = [i for i, (new, old) in enumerate(zip(lines, original)) if new != old]
     assert blanked == [0, 1, 2, 3, 4, 6]  # the magics, not the `%` and `!=` continuations
     assert lines[6] == "    pass"  # keeps the loop body a valid block
+
+
+def test_a_magic_continued_over_several_lines_is_blanked_whole():
+    cell = (
+        "x = list(range(3))\n"
+        "%timeit np.fromiter((a + b for a, b in zip(x, x)),\n"
+        "                    dtype=float, count=len(x))\n"
+        "print(x)"
+    )
+    notebook = notebook_source(write_notebook(("code", cell)))
+    assert notebook.source == "x = list(range(3))\n\n\nprint(x)\n"
+    assert lint_bytes(write_notebook(("code", cell)).encode(), "magics.ipynb") == []
 
 
 def test_a_cell_magic_skips_the_whole_cell():

@@ -9,6 +9,7 @@ shared by the session through PRE_COMMIT_HOME.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -153,3 +154,36 @@ def test_hooks_file_is_a_valid_manifest_with_both_hooks():
         assert hook["types_or"] == ["python", "jupyter"]
     assert hooks["looplint-fix"]["entry"].split()[:2] == ["looplint", "--fix"]
     assert os.path.basename(hooks["looplint"]["entry"].split()[0]) == "looplint"
+
+
+def readme_config(*, fix: bool = False) -> str:
+    """The `.pre-commit-config.yaml` the README shows, with its `looplint-fix` hook switched on
+    (its lines uncommented, the first hook dropped) when `fix` is true."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = readme.index("\n### pre-commit")
+    config = re.compile(r"^```yaml\n(.*?)^```", re.MULTILINE | re.DOTALL).search(readme, start).group(1)
+    if not fix:
+        return config
+    head, hooks = config.split("    hooks:\n")
+    fix_hook = [
+        re.sub(r"^(\s*)# ", r"\1", line) for line in hooks.splitlines() if line.lstrip().startswith("#")
+    ]
+    return head + "    hooks:\n" + "\n".join(fix_hook) + "\n"
+
+
+def test_the_readme_config_works_as_written(project: Project, monkeypatch: pytest.MonkeyPatch):
+    # The hook runs the looplint of the environment it is committed from: this one.
+    monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    project.add(".pre-commit-config.yaml", readme_config())
+    train = project.add("train.py", BUGGY)
+    failed = project._pre_commit("run", "looplint")
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "train.py:8:5: LL101" in failed.stdout and "Found 1 problem in 1 file" in failed.stdout
+
+    project.add(".pre-commit-config.yaml", readme_config(fix=True))
+    fixing = project._pre_commit("run", "looplint-fix")
+    assert fixing.returncode == 1, fixing.stdout + fixing.stderr
+    assert "files were modified by this hook" in fixing.stdout
+    assert train.read_text() == FIXED
+    subprocess.run(["git", "add", "train.py"], cwd=project.path, check=True)
+    assert project._pre_commit("run", "looplint-fix").returncode == 0

@@ -6,13 +6,17 @@ import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
-# In-process sessions drop the modules they imported: loading the linter here once spares each
-# session from importing libcst again.
+# In-process sessions drop the modules they imported: the whole linter (libcst, the model, the
+# rules) is loaded here once, so that no session re-imports half of it next to the other half.
 import looplint.engine
-import looplint.static  # noqa: F401
+import looplint.static.analyzer
+import looplint.static.rules
+
+looplint.static.rules.all_rules()
 
 pytest_plugins = ["pytester"]
 
@@ -168,6 +172,11 @@ def test_clean_loop_with_fixture(looplint_watch):
     train(3)
 
 
+def test_reads_the_report_inside_its_body(looplint_watch):
+    train(3)
+    assert not looplint_watch.report.findings  # not filled yet: must not pass vacuously
+
+
 @pytest.mark.loop_hygiene(accumulation_steps=0)
 def test_bad_marker():
     train(1)
@@ -185,7 +194,7 @@ def test_loop_hygiene_marker_and_fixture(pytester: pytest.Pytester):
     pytester.makepyfile(test_training=TRAINING_TESTS)
     # A separate process: the watched tests import torch modules that cannot be imported twice.
     session = pytester.runpytest_subprocess("-rA", "-p", "no:cacheprovider")
-    assert session.parseoutcomes() == {"passed": 4, "failed": 4}
+    assert session.parseoutcomes() == {"passed": 4, "failed": 5}
     for name in (
         "accumulates_as_declared",
         "never_clears_but_says_so",
@@ -202,6 +211,9 @@ def test_loop_hygiene_marker_and_fixture(pytester: pytest.Pytester):
     assert "Traceback" not in fewer and "pluggy" not in fewer
     never = failure_section(text, "test_never_clears")
     assert "LL101" in never and "without being cleared" in never
+
+    inside = failure_section(text, "test_reads_the_report_inside_its_body")
+    assert "the runtime report is filled when the watched block exits" in inside
 
     bad_marker = failure_section(text, "test_bad_marker")
     assert bad_marker.strip() == "loop_hygiene: accumulation_steps must be a positive integer, got 0"
@@ -238,3 +250,24 @@ def test_a_broken_configuration_is_a_clear_collection_error(pytester: pytest.Pyt
     assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines(["*looplint: *pyproject.toml: [[]tool.looplint[]]: unknown key 'selcet'*"])
     result.stdout.no_fnmatch_line("*Traceback*")
+
+
+def readme_block(after: str, language: str) -> str:
+    """The first ```LANGUAGE block of the README after the line that starts with `after`."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    start = readme.index("\n" + after)
+    match = re.compile(rf"^```{language}\n(.*?)^```", re.MULTILINE | re.DOTALL).search(readme, start)
+    assert match, f"no {language} block after {after!r}"
+    return match.group(1)
+
+
+@pytest.mark.slow
+def test_the_readme_marker_example_fails_with_the_readme_output(pytester: pytest.Pytester):
+    example = readme_block("#### Loop hygiene at run time", "python")
+    shown = readme_block("This loop steps every two batches", "text")
+    pytester.mkdir("tests")
+    (pytester.path / "tests" / "test_training.py").write_text(example)
+    session = pytester.runpytest_subprocess("-p", "no:cacheprovider", "tests/test_training.py")
+    assert session.parseoutcomes() == {"failed": 1}
+    section = failure_section(session.stdout.str(), "test_training_step_accumulates_four_batches")
+    assert section.strip() == shown.strip()

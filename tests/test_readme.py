@@ -11,7 +11,7 @@ README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encodi
 
 
 def test_first_code_block_is_install_and_run_then_test() -> None:
-    block = re.search(r"```\n(.*?)```", README, re.S).group(1)
+    block = re.search(r"```\n(.*?)```", README, re.DOTALL).group(1)
     commands = [line for line in block.splitlines() if line.strip()]
     assert len(commands) == 2
     assert "pip install" in commands[0] and "looplint" in commands[0]
@@ -19,7 +19,7 @@ def test_first_code_block_is_install_and_run_then_test() -> None:
 
 
 def test_ci_runs_the_readme_test_command() -> None:
-    block = re.search(r"```\n(.*?)```", README, re.S).group(1)
+    block = re.search(r"```\n(.*?)```", README, re.DOTALL).group(1)
     test_command = block.strip().splitlines()[1].strip()
     ci = (Path(__file__).resolve().parent.parent / ".ci" / "run").read_text()
     assert test_command in ci

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -40,22 +40,32 @@ def test_merge_is_silent_when_only_rank_0_writes():
     assert findings == []
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(shutil.which("torchrun") is None, reason="needs torchrun")
-def test_torchrun_two_ranks_rank_0_prints_the_merged_report(tmp_path):
-    module = "looplint" if (ROOT / "looplint" / "__main__.py").exists() else "looplint.runtime"
-    command = ["torchrun", "--nproc_per_node", "2", "--standalone", "-m", module]
-    if module == "looplint":
-        command.append("run")
-    result = subprocess.run(
-        [*command, str(FIXTURE), "--no-static", "--", str(tmp_path / "runs")],
+def torchrun(script: Path, *args: str, cwd: Path, temp: Path) -> subprocess.CompletedProcess:
+    """`torchrun --nproc_per_node 2 -m looplint run SCRIPT ARGS`, with its own temporary folder
+    (torchrun leaves a `torchelastic_*` folder there; we must leave nothing)."""
+    temp.mkdir(exist_ok=True)
+    # `python -m torch.distributed.run` is torchrun, found even when the venv's bin is not on PATH.
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone"]
+    command += ["-m", "looplint", "run"]
+    return subprocess.run(
+        [*command, str(script), "--no-static", *args],
         capture_output=True,
         check=False,
         text=True,
-        cwd=tmp_path,
+        cwd=cwd,
         timeout=300,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
+        env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "TMPDIR": str(temp)},
     )
+
+
+def run_folders(temp: Path) -> list[str]:
+    return sorted(name for name in os.listdir(temp) if name.startswith("looplint-"))
+
+
+@pytest.mark.slow
+def test_torchrun_two_ranks_rank_0_prints_the_merged_report(tmp_path):
+    temp = tmp_path / "tmp"
+    result = torchrun(FIXTURE, "--", str(tmp_path / "runs"), cwd=tmp_path, temp=temp)
     out = result.stdout
     assert out.count("LL505 a SummaryWriter writes on every rank (2 of 2 ranks wrote events)") == 1, (
         out + result.stderr
@@ -64,3 +74,37 @@ def test_torchrun_two_ranks_rank_0_prints_the_merged_report(tmp_path):
     assert "rank 0: 5 optimizer steps" in out and "rank 1: 5 optimizer steps" in out
     assert result.returncode != 0  # findings: rank 0 exits 1, and torchrun passes that on
     assert sorted(os.listdir(tmp_path / "runs")) == ["rank0", "rank1"]
+    assert run_folders(temp) == []
+
+
+FAILING_RANK = """\
+import os
+import sys
+import time
+
+import torch
+from torch import nn
+
+model = nn.Linear(2, 1)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+for _ in range(3):
+    optimizer.zero_grad()
+    model(torch.randn(2, 2)).sum().backward()
+    optimizer.step()
+if os.environ["RANK"] == "1":
+    sys.exit(3)
+time.sleep(5)  # rank 0 is still running when torchrun stops it
+"""
+
+
+@pytest.mark.slow
+def test_a_run_killed_by_torchrun_leaves_no_folder_behind_once_the_next_run_ends(tmp_path):
+    temp = tmp_path / "tmp"
+    failing = tmp_path / "failing.py"
+    failing.write_text(FAILING_RANK)
+    killed = torchrun(failing, cwd=tmp_path, temp=temp)
+    assert killed.returncode != 0
+    assert len(run_folders(temp)) == 1  # rank 0 was stopped before it could clean up
+    clean = torchrun(FIXTURE, "--", str(tmp_path / "runs"), cwd=tmp_path, temp=temp)
+    assert "looplint run: 2 ranks" in clean.stdout, clean.stdout + clean.stderr
+    assert run_folders(temp) == []

@@ -235,3 +235,59 @@ def test_optimizer_created_before_watch_on_a_large_model():
                 optimizer.zero_grad()
     assert codes(report) == []
     assert report.summary["optimizers"]["SGD"]["backward_passes_per_step"] == {2: 3}
+
+
+@pytest.mark.parametrize("clear", ["optimizer", "model"])
+def test_accumulation_defeated_by_clearing_every_micro_batch_on_a_large_model(clear):
+    model = deep_model(30)
+    with watch() as report:
+        optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+        for i in range(48):
+            if clear == "optimizer":
+                optimizer.zero_grad()
+            else:
+                model.zero_grad()
+            (loss_of(model) / 4).backward()
+            if (i + 1) % 4 == 0:
+                optimizer.step()
+    (finding,) = report.findings
+    assert finding.code == "LL102"
+    assert finding.message.startswith(f"`{clear}.zero_grad()` defeats the gradient accumulation")
+    details = finding.details
+    assert (details["backward_passes"], details["steps"], details["thrown_away"]) == (48, 12, 36)
+
+
+def test_a_normal_loop_keeps_no_discard_and_looks_up_no_step_site():
+    model = deep_model(30)
+    session = Session(observers=[])
+    session.start()
+    try:
+        optimizer = torch.optim.AdamW(model.parameters())
+        for i in range(12):
+            (loss_of(model) / 4).backward()
+            if (i + 1) % 4 == 0:
+                optimizer.step()
+                optimizer.zero_grad()
+    finally:
+        session.stop()
+    (state,) = session.grads.all_optimizers
+    assert state.discards == [] and not state.step_sites
+    assert state.used_passes == 12
+
+
+def test_lbfgs_closures_that_clear_are_not_defeated_accumulation():
+    model = deep_model(30)
+    optimizer = torch.optim.LBFGS(model.parameters(), lr=0.1, max_iter=5)
+    x = torch.randn(3, 4)
+
+    def closure():
+        optimizer.zero_grad()
+        loss = nn.functional.mse_loss(model(x), x)
+        loss.backward()
+        return loss
+
+    with watch() as report:
+        for _ in range(10):
+            optimizer.step(closure)
+    assert codes(report) == []
+    assert report.summary["backward_passes"] > 20  # several closure calls per step

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -230,18 +231,31 @@ def test_writer_closed_in_loop_reopens_event_files(tmp_path):
             for i in range(2):
                 writer.add_scalar("train/acc", 0.5 + epoch, epoch * 2 + i)
             writer.close()
-    by_code = {f.code: f for f in report.findings}
-    assert set(by_code) == {"LL301", "LL303"}
+    # One bug, one finding: the writes after the close in the loop are LL301's evidence, not LL303.
+    (finding,) = report.findings
+    assert finding.code == "LL301"
     files = glob.glob(str(tmp_path / "events.out.tfevents.*"))
     assert len(files) == 3
-    assert "(3 event files in" in by_code["LL303"].message
-    assert "ran 3 times" in by_code["LL301"].message
+    assert "ran 3 times" in finding.message and "written to again twice" in finding.message
+    assert "(3 event files in" in finding.message
     steps = []
     for path in sorted(files):
         accumulator = EventAccumulator(path)
         accumulator.Reload()
         steps += [event.step for event in accumulator.Scalars("train/acc")]
     assert sorted(steps) == list(range(6))  # the data is split over three files
+
+
+def test_write_after_a_single_close_is_ll303_alone(tmp_path):
+    with watch() as report:
+        writer = SummaryWriter(str(tmp_path))
+        writer.add_scalar("train/acc", 0.5, 0)
+        writer.close()
+        writer.add_scalar("train/acc", 0.6, 1)  # reopens the writer: a second event file
+        writer.close()
+    (finding,) = report.findings
+    assert finding.code == "LL303"
+    assert "a write after the close silently opened a new event file (2 event files in" in finding.message
 
 
 def test_writer_left_open_and_missing_or_backwards_steps(tmp_path):
@@ -256,6 +270,11 @@ def test_writer_left_open_and_missing_or_backwards_steps(tmp_path):
     messages = " ".join(f.message for f in report.findings)
     assert "step 0 logged after step 2" in messages
     assert "without global_step (2 calls)" in messages
+    (open_writer,) = [f.message for f in report.findings if f.code == "LL501"]
+    # However many the flush timer wrote in time, the count reads right.
+    assert re.search(
+        r"\((\d of 8 events (was|were) not on disk|this time all 8 events were on disk) when", open_writer
+    )
     writer.close()
 
 
@@ -504,3 +523,33 @@ def test_weights_are_checked_every_100th_step_late_and_once_at_the_end():
 
     assert "by optimizer step 200 (checked every 100 steps)" in run(230, 120)
     assert "by optimizer step 230 (checked every 100 steps)" in run(230, 210)  # the check at the end
+
+
+def test_strict_mode_raises_the_error_exported_by_looplint():
+    import looplint
+
+    model = make_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    expected = pytest.raises(looplint.RuntimeFindingsError, match=r"looplint found 1 problem:\n  .*LL101")
+    with expected, looplint.watch(strict=True):
+        for _ in range(3):
+            x, y = batch()
+            nn.functional.mse_loss(model(x), y).backward()
+            optimizer.step()
+    assert looplint.RuntimeFindingsError is RuntimeFindingsError
+    assert issubclass(looplint.RuntimeFindingsError, AssertionError)
+
+
+def test_the_report_cannot_be_read_before_the_block_ends():
+    model = make_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    with watch() as report:
+        x, y = batch()
+        nn.functional.mse_loss(model(x), y).backward()
+        optimizer.step()
+        assert repr(report) == "RuntimeReport(<filled when the watched block exits>)"
+        with pytest.raises(RuntimeError, match="filled when the watched block exits"):
+            report.findings  # noqa: B018
+        with pytest.raises(RuntimeError, match="filled when the watched block exits"):
+            report.summary  # noqa: B018
+    assert report.findings == [] and report.summary["optimizer_steps"] == 1

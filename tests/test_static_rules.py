@@ -1,4 +1,6 @@
-"""Every fixture under fixtures/static and fixtures/seed yields exactly its expected findings."""
+"""Every fixture under fixtures/static, fixtures/seed and fixtures/projects yields exactly its
+expected findings. A fixture under fixtures/projects/<name>/ is one file of a small project: its
+imports resolve among the files of that project."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from looplint.catalog import RULES
-from looplint.static import analyze_source
+from looplint.static import Project, analyze_source
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -18,7 +20,9 @@ else:  # pragma: no cover
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 EXPECTED: dict[str, list[str]] = tomllib.loads((FIXTURES / "expected.toml").read_text())
 CASES = sorted(
-    p.relative_to(FIXTURES).as_posix() for d in ("static", "seed") for p in (FIXTURES / d).glob("*.py")
+    p.relative_to(FIXTURES).as_posix()
+    for d, pattern in (("static", "*.py"), ("seed", "*.py"), ("projects", "**/*.py"))
+    for p in (FIXTURES / d).glob(pattern)
 )
 STATIC_CODES = sorted(
     code for code, info in RULES.items() if info.origin in ("static", "both") and code != "LL000"
@@ -27,7 +31,10 @@ STATIC_CODES = sorted(
 
 def findings_of(relative: str) -> list[str]:
     path = FIXTURES / relative
-    return [f"{f.line}:{f.code}" for f in analyze_source(path.read_text(encoding="utf-8"), str(path))]
+    parts = Path(relative).parts
+    project = Project(FIXTURES / parts[0] / parts[1]) if parts[0] == "projects" else None
+    source = path.read_text(encoding="utf-8")
+    return [f"{f.line}:{f.code}" for f in analyze_source(source, str(path), project)]
 
 
 @pytest.mark.parametrize("relative", CASES)

@@ -15,6 +15,7 @@ import looplint
 from looplint.engine.config import Config, ConfigError, load_config, parse_selectors
 from looplint.engine.report import FORMATS, render
 from looplint.findings import Finding
+from looplint.words import plural
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 STDIN = "-"
@@ -32,6 +33,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _rule_command(argv[1:])
         if argv[:1] == ["run"]:
             return _run_command(argv[1:])
+        if argv[:1] == ["server"]:
+            return looplint.adapters.server_main(argv[1:])
         return _lint_command(argv)
     except BrokenPipeError:
         # `looplint ... | head`: the reader left; stop quietly.
@@ -48,9 +51,14 @@ def _error(message: str) -> None:
     print(f"looplint: error: {message}", file=sys.stderr)
 
 
+def _warning(message: str) -> None:
+    print(f"looplint: warning: {message}", file=sys.stderr)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="looplint",
+        allow_abbrev=False,
         description="Find the silent bugs of hand-written PyTorch training loops.",
         epilog=(
             "other commands: 'looplint rule [CODE]' explains rules, "
@@ -171,7 +179,11 @@ def _lint_command(argv: list[str]) -> int:
     # Fixed stdin went to stdout: the report must not mix into it.
     out = sys.stderr if (fix_in_place and STDIN in args.paths) else sys.stdout
     out.write(render(result.findings, args.format, statistics=args.statistics))
-    if args.format == "text" and not args.quiet:
+    if result.files == 0:
+        # As ruff does: an empty result must not read like a clean bill of health.
+        out.flush()
+        _warning("nothing was linted: no Python files or notebooks in the given paths")
+    elif args.format == "text" and not args.quiet:
         out.write(_summary(result.findings, result.files))
     out.flush()
 
@@ -183,14 +195,19 @@ def _lint_command(argv: list[str]) -> int:
 
 
 def _summary(findings: list[Finding], files: int) -> str:
-    checked = f"{files} file{'s' if files != 1 else ''}"
+    checked = plural(files, "file")
     if not findings:
         return f"No problems found in {checked}.\n"
-    n = len(findings)
-    fixable = sum(1 for finding in findings if finding.fix is not None and finding.fix.safe)
-    text = f"Found {n} problem{'s' if n != 1 else ''} in {checked}"
+    safe = sum(1 for finding in findings if finding.fix is not None and finding.fix.safe)
+    unsafe = sum(1 for finding in findings if finding.fix is not None and not finding.fix.safe)
+    fixable = []
+    if safe:
+        fixable.append(f"{safe} fixable with --fix")
+    if unsafe:
+        fixable.append(f"{unsafe} {'more ' if safe else ''}fixable with --unsafe-fixes")
+    text = f"Found {plural(len(findings), 'problem')} in {checked}"
     if fixable:
-        text += f" ({fixable} fixable with --fix)"
+        text += f" ({', '.join(fixable)})"
     return text + ".\n"
 
 
@@ -247,10 +264,12 @@ def _fix(
         elif not from_stdin:
             write_atomic(path, outcome.new_data)
 
-    if not args.quiet:
+    sys.stdout.flush()  # the diff comes before the line that counts it
+    if not args.quiet and fixed:
         verb = "Would fix" if args.diff else "Fixed"
-        plural = "s" if fixed != 1 else ""
-        print(f"{verb} {fixed} problem{plural} in {changed} file(s).", file=sys.stderr)
+        print(f"{verb} {plural(fixed, 'problem')} in {plural(changed, 'file')}.", file=sys.stderr)
+    elif not args.quiet and args.diff and targets:
+        print("Nothing to fix.", file=sys.stderr)
     if not args.diff:
         return None, fixed_stdin
     for message in sorted(errors):
@@ -271,7 +290,9 @@ def _rule_command(argv: list[str]) -> int:
     from looplint.catalog import RULES
     from looplint.catalog import render as render_rule
 
-    parser = argparse.ArgumentParser(prog="looplint rule", description="Explain a rule, or list them all.")
+    parser = argparse.ArgumentParser(
+        prog="looplint rule", description="Explain a rule, or list them all.", allow_abbrev=False
+    )
     parser.add_argument("code", nargs="?", help="rule code such as LL101")
     parsed = _parse(parser, argv)
     if isinstance(parsed, int):

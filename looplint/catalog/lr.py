@@ -6,14 +6,16 @@ RULES: tuple[RuleInfo, ...] = (
     RuleInfo(
         code="LL506",
         name="loss-diverging",
-        summary="The training loss grows or turns non-finite: the learning rate is likely too high",
+        summary="The training loss grows or turns non-finite: the learning rate is likely too high.",
         what="""
             Watches the loss of every optimizer step during `looplint run` / `looplint.watch()`.
             Reports when the median loss over a window of steps rises to at least twice its
             lowest earlier value (and gives back at least half of the progress made since the
             start), or when the loss becomes inf/nan shortly after the learning rate was
             raised (a warm-up or a schedule that goes too high). The message names the learning
-            rate of every parameter group at that moment and the step where the LR rose.
+            rate of every parameter group at that moment and the step where the LR rose. When
+            the same run shows a bug that inflates the steps (gradients never cleared, LL101),
+            the message names that bug as the cause instead of the learning rate.
         """,
         why="""
             A step size past the stable range makes every update overshoot: the loss climbs,
@@ -31,20 +33,21 @@ RULES: tuple[RuleInfo, ...] = (
                 optimizer.step()
         """,
         fix="""
-            Lower the learning rate; run the range test to pick one from your own loop:
+            Lower the learning rate; run the range test on your own loop:
 
                 looplint run train.py --lr-find
 
-            With a warm-up, end it at a smaller peak LR. Gradient clipping
-            (torch.nn.utils.clip_grad_norm_) limits the damage of single bad batches but does
-            not make a too-high LR stable.
+            It says, per parameter group, whether the script's LR (a scheduler's peak) is too
+            large, good or too small, and suggests one. With a warm-up, end it at a smaller
+            peak LR. Gradient clipping (torch.nn.utils.clip_grad_norm_) limits the damage of
+            single bad batches but does not make a too-high LR stable.
         """,
         origin="runtime",
     ),
     RuleInfo(
         code="LL507",
         name="lr-never-changes",
-        summary="An LR scheduler was created but the learning rate never moved during the run",
+        summary="An LR scheduler was created but the learning rate never moved during the run.",
         what="""
             Reports an LR scheduler (StepLR, CosineAnnealingLR, OneCycleLR, ...) whose
             optimizer took two or more steps while no parameter group's learning rate ever

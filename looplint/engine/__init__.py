@@ -20,7 +20,9 @@ from looplint.engine.lint import (
     lint_bytes,
     lint_file,
     lint_paths,
+    lint_text,
     notebooks_supported,
+    project_for,
     read_bytes,
     sort_key,
 )
@@ -33,7 +35,9 @@ __all__ = [
     "lint_bytes",
     "lint_file",
     "lint_paths",
+    "lint_text",
     "notebooks_supported",
+    "project_for",
     "read_bytes",
     "sort_key",
 ]

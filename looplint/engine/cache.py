@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from looplint.findings import Edit, Finding, Fix
 
 CACHE_DIR = ".looplint_cache"
 # Bumped when the entry layout changes.
-_LAYOUT = "1"
+_LAYOUT = "2"
 
 
 @lru_cache(maxsize=1)
@@ -55,21 +56,35 @@ class Cache:
         name = hashlib.blake2b(os.path.abspath(path).encode("utf-8", "surrogateescape"))
         return self.entries / f"{name.hexdigest()[:32]}.json"
 
-    def get(self, path: str, key: str) -> list[Finding] | None:
-        """The cached findings, or None when there is no valid entry for this exact key."""
+    def get(
+        self, path: str, key: str, dependencies_hold: Callable[[dict], bool] | None = None
+    ) -> list[Finding] | None:
+        """The cached findings, or None when there is no valid entry for this exact key, or when
+        what they depended on changed (a module the file imports now does something else, or an
+        import now resolves elsewhere)."""
         try:
             with open(self._entry(path), encoding="utf-8") as handle:
                 entry = json.load(handle)
             if entry["key"] != key:
+                return None
+            dependencies = entry["dependencies"]
+            if (dependencies.get("summaries") or dependencies.get("imports")) and (
+                dependencies_hold is None or not dependencies_hold(dependencies)
+            ):
                 return None
             return [_finding_from_dict(item) for item in entry["findings"]]
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             # Missing, partial, corrupt or foreign: never trusted.
             return None
 
-    def put(self, path: str, key: str, findings: list[Finding]) -> None:
-        """Store findings; a cache that cannot be written (read-only tree) is silently skipped."""
-        entry = {"key": key, "findings": [finding.to_dict() for finding in findings]}
+    def put(self, path: str, key: str, findings: list[Finding], dependencies: dict | None = None) -> None:
+        """Store findings, with what they depend on besides the file (see Project.dependencies);
+        a cache that cannot be written (read-only tree) is silently skipped."""
+        entry = {
+            "key": key,
+            "findings": [finding.to_dict() for finding in findings],
+            "dependencies": dependencies or {},
+        }
         try:
             self._prepare()
             descriptor, temporary = tempfile.mkstemp(dir=self.entries, suffix=".tmp")
@@ -105,10 +120,8 @@ def _finding_from_dict(data: dict[str, Any]) -> Finding:
         isinstance(finding.path, str)
         and isinstance(finding.code, str)
         and isinstance(finding.message, str)
-        and all(
-            isinstance(value, int)
-            for value in (finding.line, finding.column, finding.end_line, finding.end_column)
-        )
+        and all(isinstance(value, int) for value in (finding.line, finding.column))
+        and all(value is None or isinstance(value, int) for value in (finding.end_line, finding.end_column))
     ):
         raise TypeError("malformed cache entry")
     return finding

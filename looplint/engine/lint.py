@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from itertools import repeat
 from pathlib import Path
 
-from looplint.engine.cache import Cache
+from looplint.engine.cache import CACHE_DIR, Cache
 from looplint.engine.config import Config, load_config
 from looplint.engine.files import NOTEBOOK_SUFFIX, describe_os_error, discover
 from looplint.engine.suppress import filter_noqa
 from looplint.findings import Finding
-from looplint.static import analyze_source
+from looplint.static import Project, analyze_source
 
 # Below this many files to analyze, starting worker processes costs more than it saves.
 MIN_FILES_FOR_POOL = 16
@@ -92,21 +92,33 @@ def decode_source(data: bytes, path: str) -> str | Finding:
         )
 
 
-def lint_bytes(data: bytes, path: str, config: Config | None = None) -> list[Finding]:
+def project_for(config: Config, use_cache: bool = True) -> Project:
+    """The project a run analyzes: imports resolve among the files under the configuration's
+    root (and next to each file); module summaries are cached beside the results."""
+    return Project(config.root, Path(config.root) / CACHE_DIR if use_cache else None)
+
+
+def lint_bytes(
+    data: bytes, path: str, config: Config | None = None, project: Project | None = None
+) -> list[Finding]:
     """Findings for one file's content: decoded, analyzed, then filtered by `# noqa` and config.
 
-    `path` is what findings show and what per-file-ignores match; it is never opened.
+    `path` is what findings show and what per-file-ignores match; its content is `data`, but the
+    modules it imports are read from disk, as the project (by default: the configuration's
+    root) finds them.
     """
     config = config or Config()
+    if project is None:
+        project = project_for(config, use_cache=False)
     try:
         if path.endswith(NOTEBOOK_SUFFIX):
-            findings = _lint_notebook(data, path)
+            findings = _lint_notebook(data, path, project)
         else:
             source = decode_source(data, path)
             if isinstance(source, Finding):
                 findings = [source]
             else:
-                findings = filter_noqa(analyze_source(source, path), source)
+                findings = filter_noqa(analyze_source(source, path, project), source)
     except FileError:
         raise
     except Exception as error:  # a bug in a rule must not hide the other files' results
@@ -117,7 +129,39 @@ def lint_bytes(data: bytes, path: str, config: Config | None = None) -> list[Fin
     return sorted((finding for finding in findings if config.is_enabled(finding.code, path)), key=sort_key)
 
 
-def _lint_notebook(data: bytes, path: str) -> list[Finding]:
+def lint_text(
+    text: str, path: str | Path, config: Config | None = None, project: Project | None = None
+) -> list[Finding]:
+    """Findings for text held in memory (an editor's unsaved buffer, a notebook cell) as if it
+    were the content of the file `path`: the same analysis, `# noqa` and configuration as a run
+    over that file on disk. `path` should be the document's real path, so that the configuration
+    and the project around it are found; the file itself is not read. A path ending in `.ipynb`
+    takes the notebook's JSON text.
+    """
+    path = str(path)
+    if config is None:
+        config = load_config(path)
+    return lint_bytes(_encode(text, path), path, config, project)
+
+
+def _encode(text: str, path: str) -> bytes:
+    """The bytes that saving `text` would write: in the encoding its coding cookie declares."""
+    data = text.encode("utf-8", "surrogatepass")
+    if path.endswith(NOTEBOOK_SUFFIX):
+        return data
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+    except SyntaxError:
+        return data  # an unknown or malformed cookie: decoding reports it as LL000
+    if encoding in ("utf-8", "utf-8-sig"):
+        return data
+    try:
+        return text.encode(encoding)
+    except (LookupError, UnicodeEncodeError):
+        return data  # decoding these bytes with the declared codec reports where it fails
+
+
+def _lint_notebook(data: bytes, path: str, project: Project) -> list[Finding]:
     try:
         from looplint.engine.notebook import NotebookError, notebook_source
     except ImportError:
@@ -131,7 +175,8 @@ def _lint_notebook(data: bytes, path: str) -> list[Finding]:
     except NotebookError as error:
         return [_syntax_error(path, 1, 1, f"invalid notebook: {error}")]
     source = notebook.source
-    return [notebook.locate_finding(finding) for finding in filter_noqa(analyze_source(source, path), source)]
+    findings = filter_noqa(analyze_source(source, path, project), source)
+    return [notebook.locate_finding(finding) for finding in findings]
 
 
 def read_bytes(path: str) -> bytes:
@@ -157,16 +202,19 @@ _Outcome = tuple[list[Finding], str | None]
 
 def _lint_batch(paths: Sequence[str], config: Config, use_cache: bool) -> list[_Outcome]:
     cache = Cache(config.root, config.fingerprint()) if use_cache else None
+    project = project_for(config, use_cache)
+    paths = project.order_by_imports(list(paths))
     outcomes: list[_Outcome] = []
     for path in paths:
+        project.start()
         try:
             data = read_bytes(path)
-            findings = lint_bytes(data, path, config)
+            findings = lint_bytes(data, path, config, project)
         except FileError as error:
             outcomes.append(([], str(error)))
             continue
         if cache is not None:
-            cache.put(path, cache.key(path, data), findings)
+            cache.put(path, cache.key(path, data), findings, project.dependencies(path))
         outcomes.append((findings, None))
     return outcomes
 
@@ -189,6 +237,7 @@ def lint_paths(
     pending = discovery.files
     if use_cache:
         cache = Cache(config.root, config.fingerprint())
+        project = project_for(config)  # checks that imported modules kept their summaries
         pending = []
         for path in discovery.files:
             try:
@@ -196,7 +245,7 @@ def lint_paths(
             except FileError as error:
                 result.errors.append(str(error))
                 continue
-            cached = cache.get(path, cache.key(path, data))
+            cached = cache.get(path, cache.key(path, data), project.dependencies_hold)
             if cached is None:
                 pending.append(path)
             else:
@@ -214,6 +263,8 @@ def lint_paths(
 
 
 def _run(paths: list[str], config: Config, use_cache: bool, jobs: int, result: LintResult) -> list[_Outcome]:
+    # Modules that other files import go first, so their summaries are ready when needed.
+    paths = project_for(config, use_cache=False).order_by_imports(paths)
     if jobs <= 1 or len(paths) < MIN_FILES_FOR_POOL:
         return _lint_batch(paths, config, use_cache)
     # Contiguous batches keep the inter-process traffic small; several per worker balance load.

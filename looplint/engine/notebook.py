@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -61,16 +62,38 @@ class NotebookSource:
         cell's, and the fix's edits become offsets into the cell's source (the fix is dropped
         when it reaches into other cells or IPython lines, where no single cell could take it)."""
         cell, line = self.locate(finding.line)
-        end_line = finding.end_line
+        end_line, end_column = finding.end_line, finding.end_column
         if end_line:
             end_cell, end_in_cell = self.locate(end_line)
-            end_line = end_in_cell if end_cell == cell else 0
+            end_line, end_column = (end_in_cell, end_column) if end_cell == cell else (None, None)
         details = {**(finding.details or {}), "cell": cell}
         fix = finding.fix
         if fix is not None:
             edits = [self._cell_edit(edit, cell) for edit in fix.edits]
-            fix = None if None in edits else replace(fix, edits=tuple(edits))  # type: ignore[arg-type]
-        return finding.with_(line=line, end_line=end_line, details=details, fix=fix)
+            if None in edits:
+                # An edit that spans the newline the joined source puts after a cell (a line moved
+                # to the end of a cell without a final newline) maps as a whole-cell change.
+                edits = self._cell_change(fix.edits, cell)
+            fix = None if not edits else replace(fix, edits=tuple(edits))  # type: ignore[arg-type]
+        return finding.with_(line=line, end_line=end_line, end_column=end_column, details=details, fix=fix)
+
+    def _cell_change(self, edits: tuple[Edit, ...], number: int) -> list[Edit]:
+        """The edits applied to the joined source, as one edit of the cell's stored source; empty
+        when the change cannot be written back into that cell alone."""
+        fixed = self.source
+        for edit in sorted(edits, key=lambda e: e.start, reverse=True):
+            fixed = fixed[: edit.start] + edit.text + fixed[edit.end :]
+        try:
+            new_texts = self._split(fixed)
+        except NotebookError:
+            return []
+        changed = [cell for cell, text in zip(self.cells, new_texts) if text != cell.text]
+        if [cell.number for cell in changed] != [number]:
+            return []
+        old, new = changed[0].text, new_texts[self.cells.index(changed[0])]
+        prefix = len(os.path.commonprefix([old, new]))
+        suffix = len(os.path.commonprefix([old[prefix:][::-1], new[prefix:][::-1]]))
+        return [Edit(prefix, len(old) - suffix, new[prefix : len(new) - suffix])]
 
     def _cell_edit(self, edit: Edit, number: int) -> Edit | None:
         """An edit of the joined source as offsets into one cell's stored source, if it fits."""
@@ -260,12 +283,23 @@ def _blank_ipython(text: str) -> tuple[str, frozenset[int]]:
         return "\n" * len(lines), frozenset(range(len(lines)))
     blanked: set[int] = set()
     scanner = _StatementScanner()
+    magic: _StatementScanner | None = None  # a magic line continued on the next lines
     for index, line in enumerate(lines):
-        if scanner.at_statement_start() and _IPYTHON_LINE.match(line):
+        if magic is not None:
+            magic.feed(line)
+            lines[index] = "\n"
+            blanked.add(index)
+            if magic.at_statement_start():
+                magic = None
+        elif scanner.at_statement_start() and _IPYTHON_LINE.match(line):
             # Inside a block, `pass` keeps the block valid when the magic was all it held.
             indent = _indent_of(line)
             lines[index] = (indent + "pass" if indent else "") + "\n"
             blanked.add(index)
+            magic = _StatementScanner()
+            magic.feed(line)
+            if magic.at_statement_start():
+                magic = None
         else:
             scanner.feed(line)
     return "".join(lines), frozenset(blanked)

@@ -9,10 +9,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-# The suggestion sits where this share of the valley's loss drop is covered (see `suggest`).
-DROP_FRACTION = 0.6
-# The LR ramp the suggestion is calibrated on: 8 decades in 100 steps (the defaults).
-REFERENCE_RATIO = 1e8 ** (1 / 99)
+# The curve's estimate is the LR of its lowest point divided by this (see `read_curve`).
+FLOOR_SHARE = 10.0
+# A smoothed loss that falls less than this share of its starting level gives no estimate.
+MIN_RELATIVE_DROP = 0.1
 # Fewer recorded points than this cannot show a valley worth trusting.
 MIN_POINTS = 8
 
@@ -87,105 +87,106 @@ class DivergenceTracker:
 
 
 @dataclass(frozen=True)
-class Suggestion:
-    """Where on the curve the suggested learning rate sits, and why."""
+class CurveReading:
+    """What the range test curve says: where the loss was lowest, a first estimate, and why."""
 
-    index: int | None
-    lr: float | None
+    lr: float | None  # the curve's estimate (reference LR), None when the curve gives none
+    floor_index: int | None  # where the smoothed loss was lowest
     reason: str
-    curve: list[float]  # the smoothed losses the choice was made on (see `smoothed_curve`)
+    curve: list[float]  # the smoothed losses (see `smoothed_curve`)
+    # "high": a clear drop and a floor the loss rose from; "low": an estimate whose floor the
+    # loss never rose from; "none": no estimate.
+    confidence: str = "none"
+    finding: str = ""  # what the curve shows, without the conclusion
 
 
-def suggest(lrs: list[float], raw_losses: list[float], beta: float) -> Suggestion:
-    """Pick a learning rate from a range test curve (LRs rising exponentially).
-
-    The rule, and why each part is there:
+def read_curve(lrs: list[float], raw_losses: list[float], beta: float) -> CurveReading:
+    """Read a range test curve (LRs rising exponentially): its floor and a first estimate.
 
     1. Smooth the raw losses with the bias-corrected moving average run forward and backward
-       (`smoothed_curve`). Single-batch losses are noisy, and a one-way average would shift the
-       curve toward larger LRs by its lag (about beta / (1 - beta) steps), exactly the direction
-       that hurts.
-    2. Keep only the part before the lowest smoothed loss: past it, the LR is already too high.
-    3. Take the slope of the smoothed loss against log10(LR). Log spacing is how the LRs were
-       tried, so the slope means "loss gained per decade", independent of where the range starts;
-       a slope against the raw LR values would only ever look at the last few points.
-    4. Split that part into valleys: maximal runs of points where the loss keeps going down.
-       Noise makes short dips anywhere; the valley that matters is the deepest one (the largest
-       total drop), ties broken by length, which is where the model actually starts learning.
-    5. Inside that valley, take the point where the loss has covered 60% of the valley's drop
-       (DROP_FRACTION): past the first half the loss falls fast, so training makes real
-       progress, and the last part of the drop, where the curve flattens into its floor, is
-       left out, because an LR that helps for a few steps there diverges over a longer run.
-       This point depends on the whole valley (its start and its floor), while the steepest
-       point of a noisy curve jumps between neighbouring LRs. In benchmarks/bench_lr_find.py
-       every share from 0.6 to 0.67 ranks in the top 2 of a 10-LR grid on all tasks and seeds
-       (0.5 misses once, 0.75 several times), so the choice is not knife-edge.
-    6. The curve's position depends on how fast the LRs ramp up; `ramp_factor` moves the
-       suggestion to where the reference ramp (the defaults: 8 decades in 100 steps) puts it.
+       (`smoothed_curve`): single-batch losses are noisy, and a one-way average would shift the
+       curve toward larger LRs by its lag (about beta / (1 - beta) steps).
+    2. The floor is the lowest point of the smoothed loss; past it the LR is already too high.
+    3. The estimate is a tenth of the floor's LR. The floor is where a ramp, not a constant LR,
+       stops making progress; a constant LR for a whole run has to sit well below it. The share
+       is the classic "minimum / 10". The distance from the floor to the best constant LR
+       varies from about 1x to 200x between tasks (benchmarks/bench_lr_find.py), so the answer
+       comes with a good range; the opt-in trials (`looplint.lrfind.trials`) measure instead.
+    4. A loss that falls less than MIN_RELATIVE_DROP of its starting level, or by less than the
+       noise of single batches, gives no estimate: a curve like that (random labels, a model
+       that cannot learn) has a lowest point anyway, somewhere in the noise. A floor the loss
+       never rose from (still falling at max_lr: where training breaks is unknown, so the
+       estimate is only a lower bound) gives an estimate with low confidence.
     """
     curve, n = smoothed_curve(raw_losses, beta)
     recorded = next((i for i, v in enumerate(raw_losses) if not math.isfinite(v)), len(raw_losses))
     if recorded < MIN_POINTS:
-        return Suggestion(
+        return CurveReading(
             None,
             None,
             f"only {recorded} steps were recorded; at least {MIN_POINTS} are needed (lower "
             "min_lr, raise steps, or check that the loss is finite)",
             curve,
         )
-    xs = [math.log10(lr) for lr in lrs[:n]]
     ys = curve[:n]
     floor = min(range(n), key=ys.__getitem__)
+    noise = _noise(raw_losses[:n], ys)
     if floor < 2:
-        return Suggestion(
+        # Lowest at the start: either the loss rises right away (the range starts too high) or
+        # it stays flat for a while and then rises (nothing was learned before it diverged).
+        limit = ys[0] + max(noise, MIN_RELATIVE_DROP * abs(ys[0]))
+        rise = next((i for i, y in enumerate(curve[:recorded]) if y > limit), recorded)
+        if rise >= MIN_POINTS:
+            return CurveReading(
+                None,
+                floor,
+                f"the smoothed loss stays flat around {sorted(curve[:rise])[rise // 2]:.4g} up to lr "
+                f"{lrs[rise - 1]:.2g} and only rises "
+                "after: it never falls, so there is no LR to suggest (labels unrelated to the inputs? "
+                "a frozen model? a loss that cannot fall further?)",
+                curve,
+            )
+        return CurveReading(
             None,
-            None,
+            floor,
             "the loss was lowest at the very first steps and only rose "
             f"after; the range starts too high (try a min_lr below {lrs[0]:.2g})",
             curve,
         )
-    slopes = _slopes(xs[: floor + 1], ys[: floor + 1])
-    valleys = _descending_runs(slopes)
-    start, end = max(valleys, key=lambda run: (ys[run[0]] - ys[run[1]], run[1] - run[0]))
-    drop = ys[start] - ys[end]
-    if drop <= 0.01 * max(abs(ys[start]), 1e-12):
-        return Suggestion(
+    top = max(ys[: floor + 1])
+    drop = top - ys[floor]
+    relative = drop / abs(top) if top else 0.0
+    fell = (
+        f"the smoothed loss falls from {top:.4g} to its lowest, {ys[floor]:.4g} at lr {lrs[floor]:.2g} "
+        f"({relative:.0%} lower)"
+    )
+    if relative < MIN_RELATIVE_DROP or drop < noise:
+        why = " (less than the noise of single batches)" if drop < noise else ""
+        return CurveReading(
             None,
-            None,
-            "the loss never clearly decreased over the range; the model "
-            "may not be learning (check the data and the loss), or raise max_lr",
+            floor,
+            f"{fell}: it barely moves over the whole range{why}, so its lowest point says nothing "
+            "(labels unrelated to the inputs? a frozen model? a loss that cannot fall further?)",
             curve,
         )
-    target = ys[start] - DROP_FRACTION * drop
-    index = next(i for i in range(start, end + 1) if ys[i] <= target)
-    factor = ramp_factor(lrs[1] / lrs[0])
-    lr = min(max(lrs[index] * factor, lrs[start]), lrs[end])
-    index = min(range(start, end + 1), key=lambda i: abs(math.log(lrs[i] / lr)))
-    reason = (
-        f"the smoothed loss falls from {ys[start]:.4g} to {ys[end]:.4g} between lr "
-        f"{lrs[start]:.2g} and {lrs[end]:.2g} (the deepest descending valley before the lowest "
-        f"loss at lr {lrs[floor]:.2g}); the suggestion is where {DROP_FRACTION:.0%} of that "
-        "drop is covered"
-    )
-    if abs(factor - 1) > 1e-9:
-        reason += f", times {factor:.2g} to match the reference ramp of 8 decades in 100 steps"
-    return Suggestion(index, lr, reason, curve)
+    lr = lrs[floor] / FLOOR_SHARE
+    reason = f"{fell}; the suggestion is 1/{FLOOR_SHARE:g} of that lr"
+    after = list(curve[floor + 1 :]) + list(raw_losses[floor + 1 :])
+    margin = max(noise, MIN_RELATIVE_DROP * abs(ys[floor]))
+    rose = any(not math.isfinite(v) or v > ys[floor] + margin for v in after)
+    if not rose:
+        reason += (
+            f"; low confidence: it was still falling at the largest lr tried ({lrs[len(curve) - 1]:.2g}), so "
+            "the point where training breaks was never reached (raise max_lr)"
+        )
+    return CurveReading(lr, floor, reason, curve, "high" if rose else "low", fell)
 
 
-def ramp_factor(ratio: float) -> float:
-    """What to multiply a suggestion made on a ramp of `ratio` per step by, so that it matches
-    the reference ramp.
-
-    The loss after step k reflects every update so far; their LRs add up to about
-    lr_k * c with c = ratio / (ratio - 1). A faster ramp therefore reaches the same progress
-    only at larger LRs and shifts the whole curve right (a slower one, left); c / c_ref undoes
-    that, so --steps, --min-lr and --max-lr do not change the advice. Measured: with 50 or 200
-    steps instead of 100, the corrected suggestion stays in the top 2 of the benchmark's grid
-    on all 18 runs, the uncorrected one on 11.
-    """
-    if ratio <= 1:
-        return 1.0
-    return (ratio / (ratio - 1)) / (REFERENCE_RATIO / (REFERENCE_RATIO - 1))
+def _noise(raw: list[float], smoothed: list[float]) -> float:
+    """The typical deviation of single losses from the smoothed curve (1.48 x the median one,
+    the standard deviation for Gaussian noise, robust to a few wild batches)."""
+    deviations = sorted(abs(r - s) for r, s in zip(raw, smoothed))
+    return 1.4826 * deviations[len(deviations) // 2] if deviations else 0.0
 
 
 def smoothed_curve(raw_losses: list[float], beta: float) -> tuple[list[float], int]:
@@ -200,30 +201,3 @@ def smoothed_curve(raw_losses: list[float], beta: float) -> tuple[list[float], i
     cut = min(range(finite), key=running.__getitem__) + 1 if finite else 0
     tail = running[cut:] + list(raw_losses[finite:])
     return zero_phase_smooth(raw_losses[:cut], beta) + tail, cut
-
-
-def _slopes(xs: list[float], ys: list[float]) -> list[float]:
-    """dy/dx by central differences (one-sided at the ends)."""
-    n = len(xs)
-    if n == 1:
-        return [0.0]
-    out = []
-    for i in range(n):
-        lo, hi = max(i - 1, 0), min(i + 1, n - 1)
-        out.append((ys[hi] - ys[lo]) / (xs[hi] - xs[lo]))
-    return out
-
-
-def _descending_runs(slopes: list[float]) -> list[tuple[int, int]]:
-    """(first, last) index of each maximal run of negative slopes; [(0, 0)] when there is none."""
-    runs: list[tuple[int, int]] = []
-    start = None
-    for i, slope in enumerate(slopes):
-        if slope < 0 and start is None:
-            start = i
-        elif slope >= 0 and start is not None:
-            runs.append((start, i - 1))
-            start = None
-    if start is not None:
-        runs.append((start, len(slopes) - 1))
-    return runs or [(0, 0)]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from looplint.lrfind.result import GroupResult
-
 
 def read_lr(group: dict[str, Any]) -> float:
     """A group's LR as a float (LRs may be stored as CPU tensors)."""
@@ -29,6 +27,11 @@ class ScheduledOptimizer:
         self.ratios = [lr / reference if reference > 0 else 1.0 for lr in self.initial_lrs]
         self.steps = 0
 
+    @property
+    def reference_lr(self) -> float:
+        """The LR the schedule drives: the largest initial LR of the groups."""
+        return max(self.initial_lrs, default=0.0)
+
     def set_lr(self, reference_lr: float) -> None:
         for group, ratio in zip(self.optimizer.param_groups, self.ratios):
             value = reference_lr * ratio
@@ -36,16 +39,3 @@ class ScheduledOptimizer:
                 group["lr"].fill_(value)
             else:
                 group["lr"] = value
-
-    def group_results(self, lrs: list[float], suggested_lr: float | None) -> list[GroupResult]:
-        results = []
-        for index, (initial, ratio) in enumerate(zip(self.initial_lrs, self.ratios)):
-            results.append(
-                GroupResult(
-                    name=f"{self.label}group {index}",
-                    initial_lr=initial,
-                    suggested_lr=None if suggested_lr is None else suggested_lr * ratio,
-                    lrs=[lr * ratio for lr in lrs],
-                )
-            )
-        return results

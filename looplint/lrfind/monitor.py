@@ -17,6 +17,7 @@ from typing import Any
 from looplint.findings import Finding
 from looplint.runtime.health import unscaled_loss
 from looplint.runtime.sites import display_path, user_site
+from looplint.words import plural, times
 
 # Consecutive losses summarized into one point of the divergence check; 0 picks one per run.
 DEFAULT_WINDOW = 0
@@ -109,6 +110,7 @@ class LRMonitor:
         self._last: _Optimizer | None = None  # the optimizer that stepped last
         self._writer: Any = None
         self._logged: dict[str, int] = {}  # TensorBoard tag -> last step written
+        self._causes: dict[int, tuple[str, str]] = {}  # id(optimizer) -> (code, explanation)
         self.notes: list[str] = []
 
     # --- observations -------------------------------------------------------------------
@@ -160,6 +162,11 @@ class LRMonitor:
                 epoch_at_creation=getattr(scheduler, "last_epoch", 0),
             )
         )
+
+    def on_root_cause(self, optimizer: Any, code: str, explanation: str) -> None:
+        """A bug found at run time (`code`) inflates this optimizer's steps: a diverging loss is
+        blamed on it, not on the learning rate."""
+        self._causes[id(optimizer)] = (code, explanation)
 
     def on_writer(self, writer: Any) -> None:
         """A SummaryWriter of the script: LRs are logged through the latest one."""
@@ -218,15 +225,15 @@ class LRMonitor:
                 else:
                     course = (
                         f"{group['initial_lr']:.3g} -> {group['final_lr']:.3g} "
-                        f"({group['changes']} changes, min {group['min_lr']:.3g}, "
+                        f"({plural(group['changes'], 'change')}, min {group['min_lr']:.3g}, "
                         f"max {group['max_lr']:.3g})"
                     )
                 lines.append(
-                    f"{optimizer['name']} group {group['group']}: lr {course} over {optimizer['steps']} steps"
+                    f"{optimizer['name']} group {group['group']}: lr {course} over {plural(optimizer['steps'], 'step')}"
                 )
         for scheduler in data["schedulers"]:
             lines.append(
-                f"{scheduler['type']} created at {scheduler['site']}, stepped {scheduler['stepped']} times"
+                f"{scheduler['type']} created at {scheduler['site']}, stepped {times(scheduler['stepped'])}"
             )
         return lines
 
@@ -336,7 +343,7 @@ class LRMonitor:
                 message += f"; the loss became non-finite at step {steps[first_bad]}"
             details = {"step": rise_step, "lr": lrs, "window": window}
             details.update(loss_from=low, loss_to=high)
-            return self._finding(tracked, message + ": the learning rate is likely too high", details)
+            return self._finding(tracked, message, details)
         if first_bad is None:
             return None
         bad_step = steps[first_bad]
@@ -346,8 +353,8 @@ class LRMonitor:
         lrs = tracked.lrs(bad_step)
         message = (
             f"loss diverging: the loss became {values[first_bad]} at step {bad_step}, "
-            f"{bad_step - increase[0]} steps after the lr rose from {increase[1]:.3g} to "
-            f"{increase[2]:.3g} (lr {_lrs_text(lrs)}): the learning rate is likely too high"
+            f"{plural(bad_step - increase[0], 'step')} after the lr rose from {increase[1]:.3g} to "
+            f"{increase[2]:.3g} (lr {_lrs_text(lrs)})"
         )
         return self._finding(tracked, message, {"step": bad_step, "lr": lrs, "non_finite": True})
 
@@ -370,12 +377,12 @@ class LRMonitor:
                 cause = "scheduler.step() was never called"
             else:
                 cause = (
-                    f"scheduler.step() ran {stepped} times, but its schedule did not change "
+                    f"scheduler.step() ran {times(stepped)}, but its schedule did not change "
                     "the lr within this run"
                 )
             message = (
                 f"lr never changes: {seen.name} was created for {tracked.name} but the lr stayed "
-                f"{_lrs_text(lrs)} for all {tracked.steps} optimizer steps; {cause}"
+                f"{_lrs_text(lrs)} for all {plural(tracked.steps, 'optimizer step')}; {cause}"
             )
             findings.append(
                 Finding(
@@ -422,7 +429,14 @@ class LRMonitor:
         return findings
 
     def _finding(self, tracked: _Optimizer, message: str, details: dict[str, Any]) -> Finding:
+        """LL506 with its most likely cause: a gradient bug seen in the same run, else the LR."""
         details = {"optimizer": tracked.name, **details}
+        cause = self._causes.get(id(tracked.optimizer))
+        if cause is None:
+            message += ": the learning rate is likely too high"
+        else:
+            message += f": {cause[1]}"
+            details["caused_by"] = cause[0]
         return Finding(
             path=_shown(tracked.site)[0],
             line=tracked.site[1],

@@ -1,4 +1,4 @@
-"""`looplint run SCRIPT [--max-steps N] [--format F] [--lr-find ...] [-- script args]`."""
+"""`looplint run SCRIPT [--max-steps N] [--format F] [--lr-find ...] [-- ARGS ...]`."""
 
 from __future__ import annotations
 
@@ -6,38 +6,78 @@ import argparse
 import json
 import os
 import sys
+from contextlib import nullcontext
 from typing import Any
 
 from looplint.findings import Finding
+from looplint.runtime.scripts import output_to_stderr
+from looplint.words import plural
 
 FORMATS = ("text", "json", "sarif", "github")
+# Formats a program reads: the script's own prints must not end up in them.
+MACHINE_FORMATS = ("json", "sarif")
 USAGE_ERROR = 2
+
+
+# The options that only mean something for the range test, with their defaults.
+_LR_DEFAULTS = {"min_lr": 1e-7, "max_lr": 10.0, "steps": 100, "trial_steps": 0, "out_dir": "looplint-lr-find"}
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="looplint run",
+        allow_abbrev=False,
         description="Run a training script under instrumentation and report what really happened. "
-        "Arguments after `--` go to the script.",
+        "Arguments for the script go after `--`: looplint run train.py --max-steps 100 -- --epochs 3",
+        epilog="Exit status: the script's own non-zero exit status if it failed; otherwise 1 with "
+        "findings, 0 without; 2 for usage errors. With --format json or sarif, stdout holds only the "
+        "report: what the script prints goes to stderr.",
     )
-    parser.add_argument("script", help="the training script, run as __main__ like `python SCRIPT`")
+    parser.add_argument(
+        "script", metavar="SCRIPT", help="the training script, run as __main__ like `python SCRIPT`"
+    )
     parser.add_argument(
         "--max-steps", type=_positive_int, metavar="N", help="stop cleanly after N optimizer steps"
     )
-    parser.add_argument("--format", choices=FORMATS, default="text", help="report format")
+    parser.add_argument("--format", choices=FORMATS, default="text", help="report format (default: text)")
     parser.add_argument("--no-static", action="store_true", help="skip the static pass over the script")
     lr = parser.add_argument_group("learning-rate range test")
     lr.add_argument(
         "--lr-find", action="store_true", help="run an LR range test on the script instead of a normal run"
     )
-    lr.add_argument("--min-lr", type=float, default=1e-7)
-    lr.add_argument("--max-lr", type=float, default=10.0)
-    lr.add_argument("--steps", type=_positive_int, default=100)
+    lr.add_argument(
+        "--min-lr",
+        type=_positive_float,
+        metavar="LR",
+        help=f"the first learning rate tried (default: {_LR_DEFAULTS['min_lr']:g})",
+    )
+    lr.add_argument(
+        "--max-lr",
+        type=_positive_float,
+        metavar="LR",
+        help=f"the last learning rate tried (default: {_LR_DEFAULTS['max_lr']:g})",
+    )
+    lr.add_argument(
+        "--steps",
+        type=_positive_int,
+        metavar="N",
+        help=f"optimizer steps of the test (default: {_LR_DEFAULTS['steps']})",
+    )
+    lr.add_argument(
+        "--trial-steps",
+        type=_non_negative_int,
+        metavar="N",
+        help="steps of each confirmation trial after the range test "
+        f"(default: {_LR_DEFAULTS['trial_steps']}, none; 40 is the tested length)",
+    )
     lr.add_argument(
         "--out-dir",
-        default="looplint-lr-find",
-        help="where the range test writes its plot and TensorBoard scalars",
+        metavar="DIR",
+        help="where the range test writes its plot and TensorBoard scalars "
+        f"(default: {_LR_DEFAULTS['out_dir']})",
     )
+    # The script's own arguments come after `--`; argparse never sees them.
+    parser.usage = parser.format_usage().removeprefix("usage: ").rstrip() + " [-- ARGS ...]"
     return parser
 
 
@@ -51,17 +91,69 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def main(argv: list[str]) -> int:
-    """Entry point of `looplint run`; returns the process exit code."""
-    argv = list(argv)
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _usage_error(parser: argparse.ArgumentParser, message: str) -> int:
+    parser.print_usage(sys.stderr)
+    print(f"looplint run: error: {message}", file=sys.stderr)
+    return USAGE_ERROR
+
+
+def _parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]] | int:
+    """(looplint's options, the script's arguments), or the exit status of a usage error."""
     script_args: list[str] = []
     if "--" in argv:
         cut = argv.index("--")
         argv, script_args = argv[:cut], argv[cut + 1 :]
+    parser = _parser()
     try:
-        args = _parser().parse_args(argv)
+        args, unknown = parser.parse_known_args(argv)
     except SystemExit as exit_:
         return 0 if exit_.code == 0 else USAGE_ERROR
+    if unknown:
+        given = " ".join(unknown)
+        return _usage_error(
+            parser,
+            f"unrecognized arguments: {given}; arguments for the script go after `--`: "
+            f"looplint run {args.script} -- {given}",
+        )
+    given_lr = [name for name in _LR_DEFAULTS if getattr(args, name) is not None]
+    if given_lr and not args.lr_find:
+        options = ", ".join("--" + name.replace("_", "-") for name in given_lr)
+        verb = "applies" if len(given_lr) == 1 else "apply"
+        return _usage_error(parser, f"{options} only {verb} with --lr-find")
+    if args.lr_find and args.max_steps is not None:
+        return _usage_error(parser, "--max-steps does not apply with --lr-find (its length is --steps)")
+    for name, default in _LR_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
+    return args, script_args
+
+
+def main(argv: list[str]) -> int:
+    """Entry point of `looplint run`; returns the process exit code."""
+    parsed = _parse(list(argv))
+    if isinstance(parsed, int):
+        return parsed
+    args, script_args = parsed
     if not os.path.exists(args.script):
         print(f"looplint run: error: no such file: {args.script}", file=sys.stderr)
         return USAGE_ERROR
@@ -71,12 +163,12 @@ def main(argv: list[str]) -> int:
     if args.lr_find:
         return _lr_find(args, script_args)
 
-    static = [] if args.no_static else _static_findings(args.script)
-    exit_code, report = run_script(args.script, script_args, max_steps=args.max_steps)
-    findings, summary = report.findings, report.summary
-
     from looplint.runtime.distributed import gather, merge, publish, rank_info
 
+    static = [] if args.no_static else _static_findings(args.script)
+    with output_to_stderr() if args.format in MACHINE_FORMATS else nullcontext():
+        exit_code, report = run_script(args.script, script_args, max_steps=args.max_steps)
+    findings, summary = report.findings, report.summary
     ranks = rank_info()
     if ranks is not None:
         rank, world = ranks
@@ -101,14 +193,21 @@ def main(argv: list[str]) -> int:
 
 
 def run_script(script: str, script_args: list[str], *, max_steps: int | None = None) -> tuple[int, Any]:
-    """Run SCRIPT as __main__ under watch(); returns (the script's exit code, the report)."""
-    from looplint.runtime.scripts import run_as_main
+    """Run SCRIPT as __main__ under watch(); returns (the script's exit code, the report), whose
+    summary says under "script" how the script ended."""
+    from looplint.runtime.scripts import failure_site, run_as_main
     from looplint.runtime.session import StopRun, Watch
     from looplint.runtime.sites import alias_path
 
     alias_path(script, script)
     with Watch(max_steps=max_steps) as report:
         outcome = run_as_main(script, script_args, stop=(StopRun,))
+    ending: dict[str, Any] = {"ending": outcome.ending, "exit_code": outcome.exit_code}
+    if outcome.error is not None:
+        first_line = next(iter(str(outcome.error).splitlines()), "")[:200]
+        ending["error"] = f"{type(outcome.error).__name__}: {first_line}".rstrip(": ")
+        ending["at"] = failure_site(outcome.error)
+    report.summary["script"] = ending
     return outcome.exit_code, report
 
 
@@ -175,7 +274,8 @@ def _render(findings: list[Finding], fmt: str) -> str:
 
 
 def describe(summary: dict[str, Any]) -> str:
-    """A few human lines about the run (steps, backward passes, writers, learning rates)."""
+    """A few human lines about the run: how the script ended, steps, backward passes, writers,
+    learning rates."""
     if "ranks" in summary:
         parts = [f"looplint run: {summary['ranks']} ranks"]
         for key, value in summary.items():
@@ -186,20 +286,18 @@ def describe(summary: dict[str, Any]) -> str:
         if summary.get("missing_ranks"):
             parts.append(f"  ranks that never reported: {summary['missing_ranks']}")
         return "\n".join(parts)
-    lines = [
-        (
-            f"looplint run: {summary.get('optimizer_steps', 0)} optimizer steps, "
-            f"{summary.get('backward_passes', 0)} backward passes"
-        )
-    ]
+    progress = (
+        f"{plural(summary.get('optimizer_steps', 0), 'optimizer step')}, "
+        f"{plural(summary.get('backward_passes', 0), 'backward pass', 'backward passes')}"
+    )
+    lines = [f"looplint run: {_ending(summary, progress)}"]
     for label, info in summary.get("optimizers", {}).items():
-        lines.append(f"  {label}{_where(info)}: {info['steps']} steps, {_passes(info)}")
+        lines.append(f"  {label}{_where(info)}: {plural(info['steps'], 'step')}, {_passes(info)}")
     for writer in summary.get("writers", []):
         state = "closed" if writer["closed"] else "OPEN"
         lines.append(
-            f"  SummaryWriter {writer['log_dir']}: {writer['events']} writes, "
-            f"{writer['event_files']} event file{'s' if writer['event_files'] != 1 else ''}, "
-            f"{state} at the end"
+            f"  SummaryWriter {writer['log_dir']}: {plural(writer['events'], 'write')}, "
+            f"{plural(writer['event_files'], 'event file')}, {state} at the end"
         )
     if summary.get("syncs_per_step"):
         lines.append(f"  host-device syncs in the last steps: {summary['syncs_per_step'][-10:]}")
@@ -208,6 +306,22 @@ def describe(summary: dict[str, Any]) -> str:
     if summary.get("internal_errors"):
         lines.append(f"  internal errors (results may be incomplete): {summary['internal_errors'][0]}")
     return "\n".join(lines)
+
+
+def _ending(summary: dict[str, Any], progress: str) -> str:
+    """The head line: how far the run got, and how the script ended when that was not normal."""
+    script = summary.get("script") or {}
+    ending, code = script.get("ending"), script.get("exit_code", 0)
+    where = f" at {script['at']}" if script.get("at") else ""
+    if ending == "crashed":
+        return f"the script failed{where} ({script.get('error', 'an error')}) after {progress}"
+    if ending == "interrupted":
+        return f"the script was interrupted after {progress}"
+    if ending == "stopped" or summary.get("stopped_after_steps"):
+        return f"stopped by --max-steps after {progress}"
+    if code:
+        return f"the script exited with status {code} after {progress}"
+    return progress
 
 
 def _where(info: dict[str, Any]) -> str:
@@ -220,7 +334,7 @@ def _passes(info: dict[str, Any]) -> str:
         return "no step used any gradient"
     if len(counts) == 1:
         ((passes, _),) = counts.items()
-        return f"{passes} backward pass{'es' if passes != 1 else ''} per step"
+        return f"{plural(passes, 'backward pass', 'backward passes')} per step"
     return f"{min(counts)} to {max(counts)} backward passes per step"
 
 
@@ -250,6 +364,7 @@ def _lr_find(args: argparse.Namespace, script_args: list[str]) -> int:
         min_lr=args.min_lr,
         max_lr=args.max_lr,
         steps=args.steps,
+        trial_steps=args.trial_steps,
         fmt=args.format,
         out_dir=args.out_dir,
     )

@@ -36,9 +36,60 @@ def _run_dir() -> str:
     return os.path.join(tempfile.gettempdir(), f"looplint-{safe}-{os.getppid()}")
 
 
+def _agent_pid(name: str) -> int | None:
+    """The launching agent's pid in the name of a folder `_run_dir()` made, else None."""
+    prefix, _, pid = name.rpartition("-")
+    return int(pid) if prefix.startswith("looplint-") and pid.isdigit() else None
+
+
+def _is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, under another user
+        return True
+    return True
+
+
+def _remove(folder: str) -> None:
+    """Remove a run folder and the rank reports in it (nothing else is ever in it)."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    if not all(name.startswith("rank-") for name in names):
+        return  # not one of ours after all
+    for name in names:
+        try:
+            os.remove(os.path.join(folder, name))
+        except OSError:
+            pass
+    try:
+        os.rmdir(folder)
+    except OSError:
+        pass
+
+
+def remove_stale_folders(parent: str | None = None) -> None:
+    """Remove the folders of earlier runs whose agent is gone. A run whose rank 0 was killed (when
+    one rank fails, torchrun stops the others) never got to remove its own."""
+    parent = parent or tempfile.gettempdir()
+    try:
+        entries = list(os.scandir(parent))
+    except OSError:
+        return
+    for entry in entries:
+        pid = _agent_pid(entry.name)
+        if pid is not None and entry.is_dir(follow_symlinks=False) and not _is_running(pid):
+            _remove(entry.path)
+
+
 def publish(rank: int, findings: list[Finding], summary: dict[str, Any], exit_code: int) -> None:
     """Write this rank's results where rank 0 will look for them."""
     folder = _run_dir()
+    if not os.environ.get("LOOPLINT_RUN_DIR"):
+        remove_stale_folders()
     os.makedirs(folder, exist_ok=True)
     payload = {
         "rank": rank,
@@ -57,19 +108,18 @@ def gather(world: int, timeout: float = WAIT_SECONDS) -> tuple[list[dict[str, An
     folder = _run_dir()
     deadline = time.monotonic() + timeout
     results: dict[int, dict[str, Any]] = {}
-    while True:
-        for rank in range(world):
-            path = os.path.join(folder, f"rank-{rank}.json")
-            if rank not in results and os.path.exists(path):
-                with open(path, encoding="utf-8") as handle:
-                    results[rank] = json.load(handle)
-        if len(results) == world or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    for name in os.listdir(folder) if os.path.isdir(folder) else ():
-        os.remove(os.path.join(folder, name))
-    if os.path.isdir(folder):
-        os.rmdir(folder)
+    try:
+        while True:
+            for rank in range(world):
+                path = os.path.join(folder, f"rank-{rank}.json")
+                if rank not in results and os.path.exists(path):
+                    with open(path, encoding="utf-8") as handle:
+                        results[rank] = json.load(handle)
+            if len(results) == world or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+    finally:
+        _remove(folder)
     missing = [rank for rank in range(world) if rank not in results]
     return [results[rank] for rank in sorted(results)], missing
 

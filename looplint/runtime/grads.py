@@ -11,15 +11,20 @@ gradient, and `.grad` becoming None or another tensor. At each optimizer step (p
 closures have run) the watched parameters' contributions are compared with that optimizer's
 previous step. When the few watched parameters suggest a problem that only the whole set could
 prove, the optimizer watches all its parameters from then on: precision costs time only in runs
-that have the problem. No tensor value is ever read here.
+that have the problem. Gradient accumulation defeated by a clear every micro-batch (LL102) is judged
+at the end of the run from what the clears threw away; the clear's call site and what it discarded
+are looked up only at a clear that threw away gradients no step used. No tensor value is ever read
+here.
 """
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import linecache
 import operator
 import re
+import sys
 import weakref
 from array import array
 from collections import Counter
@@ -30,6 +35,7 @@ from typing import Any
 import torch
 
 from looplint.runtime.sites import Site, modules_holding, user_names, user_site
+from looplint.words import plural
 
 SAMPLE_SIZE = 2  # parameters watched per optimizer on the common path: the first and the last
 _GRAD = operator.attrgetter("grad")
@@ -108,6 +114,25 @@ class OptimizerState:
     frozen_count: int = 0
     clip: Any = None  # the latest clip of its parameters since its previous step (clipping.py)
     unscaled_at: int = -1  # backward count at the latest GradScaler.unscale_ of it
+    used_passes: int = 0  # backward passes whose gradients its steps used, over the run
+    used_backward_sites: set = field(default_factory=set)  # where those passes ran (site indexes)
+    # Gradients cleared before any of its steps used them: one _Discard per clearing call.
+    discards: list[_Discard] = field(default_factory=list)
+    discarded_upto: int = 0  # newest backward id already counted in `discards`
+    # Call sites of the steps that followed a discard (a few: they name the step in LL102).
+    step_sites: Counter = field(default_factory=Counter)
+    step_site_wanted: bool = False
+
+
+@dataclass
+class _Discard:
+    """One clearing call that threw away gradients an optimizer's steps had not used yet."""
+
+    clear_site: Site | None
+    before_step: int  # the optimizer's steps so far: the gradients were meant for the next one
+    first: int  # backward ids of the gradients thrown away
+    last: int
+    passes: int
 
 
 @dataclass
@@ -131,7 +156,33 @@ def _holds_grad_at(state: _ParamState | None, pointer: int) -> bool:
     return grad is not None and grad.data_ptr() == pointer
 
 
+# Clearing calls remembered per optimizer (enough to judge a run; memory stays bounded).
+MAX_DISCARDS = 100_000
+# Accumulation is defeated when gradients were thrown away before at least this share of the steps.
+DEFEATED_SHARE = 0.8
+# Steps after a discard whose call site is looked up, per optimizer (the site names the step).
+STEP_SITES_WANTED = 16
+
 _STEP_CALL = re.compile(r"([A-Za-z_][\w.]*)\.step\(\s*([A-Za-z_][\w.]*)?")
+
+
+def _receiver(site: Site | None, method: str) -> str | None:
+    """`opt` in `opt.zero_grad()` on the line of `site`."""
+    if site is None:
+        return None
+    match = re.search(rf"([A-Za-z_][\w.]*)\.{method}\(", linecache.getline(site.filename, site.line))
+    return match.group(1) if match else None
+
+
+def _inside_optimizer_step() -> bool:
+    """Whether an optimizer's step() is on the stack: a closure (LBFGS) clears and refills the
+    gradients on purpose. Walked only at a clear that threw gradients away."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        if frame.f_code.co_name == "step" and isinstance(frame.f_locals.get("self"), torch.optim.Optimizer):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def optimizer_name(site: Site | None) -> str | None:
@@ -171,6 +222,10 @@ class GradTracker:
         self.accumulation_steps = accumulation_steps
         self.backward_count = 0
         self.backward_sites: Counter[Site | None] = Counter()
+        # Where each backward pass ran, by id (an index into _backward_site_list; id 0 is unused).
+        self._backward_site_ids = array("i", [0])
+        self._backward_site_index: dict[Site | None, int] = {}
+        self._backward_site_list: list[Site | None] = []
         self.total_steps = 0
         self.step_marks = array("q")  # backward count at each optimizer step, in order
         self.optimizers: dict[int, OptimizerState] = {}  # live optimizers by id
@@ -362,6 +417,16 @@ class GradTracker:
         self._update_watched()
 
     # -- backward passes ----------------------------------------------------------------------
+    def on_backward(self, site: Site | None) -> None:
+        """Count a backward pass and remember where it ran."""
+        self.backward_count += 1
+        self.backward_sites[site] += 1
+        index = self._backward_site_index.get(site)
+        if index is None:
+            index = self._backward_site_index[site] = len(self._backward_site_list)
+            self._backward_site_list.append(site)
+        self._backward_site_ids.append(index)
+
     def before_backward(self) -> tuple[list[_ParamState], list[torch.Tensor], list[Any], list[int]]:
         """What the watched gradients are before a backward pass (identity and version)."""
         params = self._watched_params
@@ -406,7 +471,7 @@ class GradTracker:
         state = self.state_of(optimizer)
         if state is not None:
             state.cleared_at = self.backward_count
-            self._clear(state.params)
+            self._clear(state.params, state)
         else:  # not stepped yet: its parameters may be watched as leaves of the first backward
             self._clear(
                 [
@@ -428,17 +493,48 @@ class GradTracker:
             self._module_states[id(module)] = entry
         self._clear(entry[2])
 
-    def _clear(self, states: list[_ParamState]) -> None:
-        discarded = False
+    def _clear(self, states: list[_ParamState], owner: OptimizerState | None = None) -> None:
+        """Clear the watched gradients of a zero_grad() call: `owner`'s (`optimizer.zero_grad()`),
+        or a module's (`model.zero_grad()`, owner None: the optimizers watching them)."""
+        site = None
+        for state in states:
+            if state.count and state.last > state.used:  # throws away gradients no step used
+                site = user_site()
+                if not _inside_optimizer_step():
+                    self._note_discards(states, owner, site)
+                break
         for state in states:
             if state.count:
-                discarded = discarded or state.last > state.used
                 state.count = state.first = 0
-            state.clear_site = None
-        if discarded:
-            site = user_site()
-            for state in states:
-                state.clear_site = site
+            state.clear_site = site
+
+    def _note_discards(
+        self, states: list[_ParamState], owner: OptimizerState | None, site: Site | None
+    ) -> None:
+        """For each optimizer watching some of the cleared parameters: the gradients they held that
+        none of its steps used yet (evidence of defeated accumulation, judged in `finish`)."""
+        if owner is not None:
+            owners = [(owner, states)]
+        else:
+            cleared = {id(state) for state in states}
+            owners = [(o, [s for s in o.params if id(s) in cleared]) for o in self.optimizers.values()]
+        for optimizer_state, watched in owners:
+            first = last = passes = 0
+            for state in watched:
+                if state.count and state.first > optimizer_state.marker:
+                    first = min(first, state.first) if first else state.first
+                    last, passes = max(last, state.last), max(passes, state.count)
+            if last:
+                self._discard(optimizer_state, site, first, last, passes)
+
+    def _discard(self, owner: OptimizerState, site: Site | None, first: int, last: int, passes: int) -> None:
+        if last <= owner.discarded_upto:
+            return  # the same gradients, cleared again (`model.zero_grad()` then `opt.zero_grad()`)
+        passes = min(passes, last - owner.discarded_upto)
+        owner.discarded_upto = last
+        if len(owner.discards) < MAX_DISCARDS:
+            owner.discards.append(_Discard(site, owner.steps, first, last, passes))
+            owner.step_site_wanted = owner.step_sites.total() < STEP_SITES_WANTED
 
     def on_tensor_zeroed(self, tensor: torch.Tensor) -> None:
         if self.clearing or not self._watched:
@@ -480,7 +576,7 @@ class GradTracker:
         marker = state.marker
         # The normal step: every watched gradient is the tensor we saw accumulate since the
         # previous step. Anything else goes through the full comparison.
-        passes = oldest = 0
+        passes = oldest = newest = 0
         for param_state, grad in zip(state.params, map(_GRAD, state.param_list)):
             count = param_state.count
             first = param_state.first
@@ -490,9 +586,10 @@ class GradTracker:
             param_state.used = backward_count
             passes = max(passes, count)
             oldest = min(oldest, first) if oldest else first
+            newest = max(newest, param_state.last)
         site = None
         if passes < 0:
-            passes, oldest, site = self._compare_step(state, marker)
+            passes, oldest, newest, site = self._compare_step(state, marker)
         elif state.evaluated and self.accumulation_steps is not None and not state.used_closure:
             site = user_site()
             self._check_step(state, site, marker, len(state.params), 0, 0, passes, backward_count, Counter())
@@ -500,8 +597,15 @@ class GradTracker:
             state.stateful = bool(optimizer.state)
         if not passes and not state.steps_with_grads:
             site = self._no_gradient_yet(optimizer, state, site)
+        if state.step_site_wanted:  # a clear threw gradients away before this step: name the step
+            site = site or user_site()
+            state.step_sites[site] += 1
+            state.step_site_wanted = False
         if passes:
             state.steps_with_grads += 1
+            state.used_passes += passes
+            if newest > 0:
+                state.used_backward_sites.add(self._backward_site_ids[newest])
             first = oldest if oldest > 0 else 1
             latest = self.consumed[-1] if self.consumed else None
             if latest is not None and first <= latest[1] + 1:  # extends the latest range
@@ -536,11 +640,12 @@ class GradTracker:
         state.frozen_count = sum(1 for p in params if not p.requires_grad)
         return site
 
-    def _compare_step(self, state: OptimizerState, marker: int) -> tuple[int, int, Site | None]:
+    def _compare_step(self, state: OptimizerState, marker: int) -> tuple[int, int, int, Site | None]:
         """Every watched gradient against the optimizer's previous step: stale ones (LL101), none
-        at all right after a backward (LL102). Returns (passes, oldest backward id, step site)."""
+        at all right after a backward (LL102). Returns (passes, oldest and newest backward id used,
+        step site)."""
         backward_count = self.backward_count
-        consumed_params = stale_params = passes = stale_passes = oldest = newest_touch = 0
+        consumed_params = stale_params = passes = stale_passes = oldest = newest_touch = newest_used = 0
         cleared_after_touch: list[_ParamState] = []
         for param_state, grad in zip(state.params, map(_GRAD, state.param_list)):
             count = param_state.count
@@ -560,6 +665,7 @@ class GradTracker:
                 param_state.used = backward_count
                 consumed_params += 1
                 passes = max(passes, count)
+                newest_used = max(newest_used, last)
                 first = param_state.first
                 if first == UNKNOWN:
                     param_state.first = 0  # of unknown origin, and now used: older than any later step
@@ -589,7 +695,7 @@ class GradTracker:
                 newest_touch,
                 clear_sites,
             )
-        return passes, oldest, site
+        return passes, oldest, newest_used, site
 
     def _check_step(
         self,
@@ -703,9 +809,95 @@ class GradTracker:
             details=details,
         )
 
+    def optimizer_named(self, label: str) -> torch.optim.Optimizer | None:
+        """The optimizer object behind a label such as "SGD" or "SGD#2"."""
+        for state in self.all_optimizers:
+            if state.label == label:
+                return state.ref()
+        return None
+
+    def finish(self) -> None:
+        """Judge what only the whole run shows: gradient accumulation defeated by clearing (LL102)."""
+        consumed = None
+        for state in self.all_optimizers:
+            if state.discards:
+                consumed = consumed or self._consumed_checker()
+                self._check_accumulation(state, consumed)
+
+    def _check_accumulation(self, state: OptimizerState, consumed: Callable[[int], bool]) -> None:
+        """LL102 at a clearing call that, before most steps, threw away gradients of backward passes
+        that no step of any optimizer ever used, from the same `backward()` whose gradients the
+        steps did use, and more of them than the steps used: the loop accumulates on purpose, and
+        the clearing defeats it."""
+        site_ids = self._backward_site_ids
+        thrown = [
+            d
+            for d in state.discards
+            if d.before_step < state.steps
+            and not consumed(d.first)
+            and not consumed(d.last)
+            and site_ids[d.last] in state.used_backward_sites
+        ]
+        by_site: dict[Site | None, list[_Discard]] = {}
+        for discard in thrown:
+            by_site.setdefault(discard.clear_site, []).append(discard)
+        for clear_site, discards in by_site.items():
+            steps_hit = len({d.before_step for d in discards})
+            if clear_site is None or steps_hit < 2 or steps_hit < DEFEATED_SHARE * state.steps:
+                continue
+            thrown_passes = sum(d.passes for d in discards)
+            if thrown_passes < state.used_passes:
+                continue  # a few left-over micro-batches cleared at an epoch's start: harmless
+            total = thrown_passes + state.used_passes
+            step_sites = [site for site, _ in state.step_sites.most_common(2) if site is not None]
+            name = _receiver(clear_site, "zero_grad") or state.label
+            step_name = (optimizer_name(step_sites[0]) if step_sites else None) or state.label
+            message = (
+                f"`{name}.zero_grad()` defeats the gradient accumulation: of "
+                f"{plural(total, 'backward pass', 'backward passes')}, it threw away the gradients of "
+                f"{thrown_passes} before any step used them, so the {plural(state.steps, 'step')} of "
+                f"`{step_name}` applied only {state.used_passes} of the {total}; clear the gradients "
+                f"right after `{step_name}.step()` instead"
+            )
+            backward_sites = [
+                site
+                for index in sorted(state.used_backward_sites)
+                if (site := self._backward_site_list[index]) is not None
+            ][:2]
+            self.problems[("LL102", id(state), clear_site)] = GradProblem(
+                code="LL102",
+                site=clear_site,
+                optimizer=state.label,
+                first_step=min(d.before_step for d in discards) + 1,
+                message=message,
+                related=[*step_sites, *backward_sites],
+                details={
+                    "backward_passes": total,
+                    "steps": state.steps,
+                    "thrown_away": thrown_passes,
+                    "accumulation_defeated": True,
+                },
+            )
+
     def was_consumed(self, backward_id: int) -> bool:
         """Whether an optimizer step used the gradients of this backward pass."""
         return any(first <= backward_id <= last for first, last in self.consumed)
+
+    def _consumed_checker(self) -> Callable[[int], bool]:
+        """`was_consumed` for many look-ups: the ranges sorted and merged once, then bisected."""
+        merged: list[list[int]] = []
+        for first, last in sorted(self.consumed):
+            if merged and first <= merged[-1][1] + 1:
+                merged[-1][1] = max(merged[-1][1], last)
+            else:
+                merged.append([first, last])
+        starts = [first for first, _ in merged]
+
+        def consumed(backward_id: int) -> bool:
+            index = bisect.bisect_right(starts, backward_id) - 1
+            return index >= 0 and backward_id <= merged[index][1]
+
+        return consumed
 
 
 def _weight(details: dict[str, Any]) -> tuple[int, int, int]:

@@ -6,6 +6,8 @@ import os
 import runpy
 import sys
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +31,9 @@ def run_as_main(
     sys.argv = [script, *script_args]
     sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
     try:
-        runpy.run_path(script, run_name="__main__")
+        # Absolute, as `python SCRIPT` sets `__file__`: a script that changes directory can still
+        # find the files next to it.
+        runpy.run_path(os.path.abspath(script), run_name="__main__")
         return ScriptOutcome(0, "finished")
     except stop:
         return ScriptOutcome(0, "stopped")
@@ -64,3 +68,42 @@ def print_script_traceback(error: BaseException) -> None:
         tb = tb.tb_next
     # No frame of the script (e.g. a SyntaxError while compiling it): the message alone says it.
     traceback.print_exception(type(error), error, tb, file=sys.stderr)
+
+
+def failure_site(error: BaseException) -> str | None:
+    """Where the script's own code raised `error` (the innermost frame of the user's code)."""
+    from looplint.runtime.sites import Site, _is_internal
+
+    site = None
+    tb = error.__traceback__
+    while tb is not None:
+        if not _is_internal(tb.tb_frame.f_code.co_filename):
+            site = Site(tb.tb_frame.f_code.co_filename, tb.tb_lineno)
+        tb = tb.tb_next
+    return site.display() if site else None
+
+
+@contextmanager
+def output_to_stderr() -> Iterator[None]:
+    """Send what the script prints to stderr, so that stdout holds only a machine-readable report.
+
+    Both `print()` and file descriptor 1 are redirected, so subprocesses, DataLoader workers and
+    C extensions that write to stdout cannot corrupt the report either.
+    """
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:
+        saved = None
+    try:
+        if saved is not None:
+            os.dup2(2, 1)
+        with redirect_stdout(sys.stderr):
+            yield
+    finally:
+        for stream in (sys.stdout, sys.__stdout__, sys.stderr):
+            if stream is not None:
+                stream.flush()
+        if saved is not None:
+            os.dup2(saved, 1)
+            os.close(saved)

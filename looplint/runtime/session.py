@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from looplint.findings import Finding
+from looplint.findings import Finding, RuntimeFindingsError
 from looplint.runtime.clipping import ClipTracker
 from looplint.runtime.grads import GradTracker, OptimizerState
 from looplint.runtime.health import GRAD_CHECK_FIRST, Health, SyncCounter, check_period, unscaled_loss
@@ -22,6 +22,9 @@ from looplint.runtime.patches import Undo
 from looplint.runtime.problems import Problem
 from looplint.runtime.sites import Site, display_path, user_site
 from looplint.runtime.writers import WriterTracker
+from looplint.words import plural
+
+__all__ = ["RuntimeFindingsError", "RuntimeReport", "StopRun", "Watch", "watch"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 # CUDA sync counting starts once the script has initialized CUDA, looked for at its first steps.
@@ -33,21 +36,41 @@ class StopRun(BaseException):
     the script's own `except Exception` blocks let it through)."""
 
 
-class RuntimeFindingsError(AssertionError):
-    """Raised on exit by `watch(strict=True)` when the run produced findings."""
-
-
 class RuntimeReport:
     """What a watched run produced: `findings` (looplint Findings, origin "runtime") and a
-    `summary` dict (steps, backward passes, writers, ...). Filled when the watched block exits."""
+    `summary` dict (steps, backward passes, writers, ...).
+
+    It is filled when the watched block exits; reading it before then raises an error instead of
+    showing an empty report that would look like a clean run.
+    """
 
     def __init__(self) -> None:
-        self.findings: list[Finding] = []
-        self.summary: dict[str, Any] = {}
+        self._findings: list[Finding] = []
+        self._summary: dict[str, Any] = {}
         self.finished = False
 
+    def _check_finished(self) -> None:
+        if not self.finished:
+            raise RuntimeError(
+                "looplint: the runtime report is filled when the watched block exits (after the "
+                "`with looplint.watch()` block, the decorated function, or the test body); it "
+                "cannot be read inside it"
+            )
+
+    @property
+    def findings(self) -> list[Finding]:
+        self._check_finished()
+        return self._findings
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        self._check_finished()
+        return self._summary
+
     def __repr__(self) -> str:
-        return f"RuntimeReport(findings={len(self.findings)}, summary={self.summary!r})"
+        if not self.finished:
+            return "RuntimeReport(<filled when the watched block exits>)"
+        return f"RuntimeReport(findings={len(self._findings)}, summary={self._summary!r})"
 
 
 def _load_observers() -> list[Any]:
@@ -276,8 +299,7 @@ class Session:
         grads = self.grads
         if grads.backward_count == 0 and self.grad_checks:
             grads.note_graph_leaves(tensors if isinstance(tensors, (tuple, list)) else (tensors,))
-        grads.backward_count += 1
-        grads.backward_sites[site] += 1
+        grads.on_backward(site)
         loss = tensors if isinstance(tensors, torch.Tensor) else None
         if loss is None and isinstance(tensors, (tuple, list)) and len(tensors) == 1:
             loss = tensors[0]
@@ -332,6 +354,8 @@ class Session:
         """Turn observations into findings (reads the lazily kept values; call after stop())."""
         problems: list[Problem] = []
         try:
+            if self.grad_checks:
+                self.grads.finish()
             for grad_problem in self.grads.problems.values():
                 details = dict(grad_problem.details)
                 details.update(
@@ -364,13 +388,15 @@ class Session:
                 problems.extend(self.writers.finish(self._started, stopped_early=self.stopped_early))
         except Exception as error:  # noqa: BLE001
             self._internal_error(error)
+        self._explain_divergence()
+        findings = []
         for results in self._notify("finish"):
             for finding in results or ():
                 if isinstance(finding, Finding):
-                    report.findings.append(finding.with_(origin="runtime"))
-        report.findings.extend(_finding(problem) for problem in problems)
-        report.findings.sort()
-        report.summary = self._summary()
+                    findings.append(finding.with_(origin="runtime"))
+        findings.extend(_finding(problem) for problem in problems)
+        report._findings = sorted(findings)
+        report._summary = self._summary()
         report.finished = True
         if self.errors:
             warnings.warn(
@@ -379,6 +405,23 @@ class Session:
                 RuntimeWarning,
                 stacklevel=3,
             )
+
+    def _explain_divergence(self) -> None:
+        """Tell the observers which optimizers' steps a gradient bug inflates, so that a diverging
+        loss (LL506) names that bug instead of blaming the learning rate."""
+        for problem in self.grads.problems.values():
+            if problem.code != "LL101" or "parameters" not in problem.details:
+                continue  # only gradients that pile up across steps make the updates grow
+            optimizer = self.grads.optimizer_named(problem.optimizer)
+            if optimizer is None:
+                continue
+            where = f" at {problem.site.display()}" if problem.site else ""
+            cause = (
+                f"the optimizer's gradients are never cleared (LL101{where}), so every step applies "
+                "the sum of all earlier gradients and the updates grow as if the learning rate rose; "
+                "fix LL101 first, the learning rate may be fine"
+            )
+            self._notify("on_root_cause", optimizer, "LL101", cause)
 
     def _health_problems(self) -> list[Problem]:
         problems = []
@@ -498,7 +541,7 @@ class Watch:
         session.finish(report)
         if self._strict and exc_type is None and report.findings:
             lines = "\n".join(f"  {f.path}:{f.line}: {f.code} {f.message}" for f in report.findings)
-            raise RuntimeFindingsError(f"looplint found {len(report.findings)} problems:\n{lines}")
+            raise RuntimeFindingsError(f"looplint found {plural(len(report.findings), 'problem')}:\n{lines}")
         return False
 
     def __call__(self, func: F) -> F:

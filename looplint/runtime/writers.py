@@ -24,6 +24,7 @@ from looplint.runtime.patches import Undo
 from looplint.runtime.problems import Problem
 from looplint.runtime.series import is_loss_tag, looks_like_running_sum
 from looplint.runtime.sites import Site, user_site
+from looplint.words import plural, times
 
 # Methods whose points need a step to be placed on TensorBoard's x axis.
 _STEP_METHODS = frozenset(
@@ -259,14 +260,18 @@ class WriterTracker:
                 writer.close()
             elif is_open and state.created_in_session:
                 state.unflushed = self._unflushed(writer)
+                if state.unflushed:
+                    verb = "was" if state.unflushed == 1 else "were"
+                    on_disk = f"{state.unflushed} of {plural(state.events, 'event')} {verb} not on disk"
+                else:  # the flush timer happened to run: this time nothing was lost
+                    on_disk = f"this time all {plural(state.events, 'event')} were on disk"
                 problems.append(
                     Problem(
                         "LL501",
                         state.created_at,
                         f"SummaryWriter('{state.log_dir}') is never closed: events still queued when "
-                        f"the process exits are lost ({state.unflushed} of {state.events} were not on "
-                        "disk when the run ended); call writer.close() after training or use "
-                        "`with SummaryWriter(...) as writer:`",
+                        f"the process exits are lost ({on_disk} when the run ended); call "
+                        "writer.close() after training or use `with SummaryWriter(...) as writer:`",
                         details={"log_dir": state.log_dir, "unflushed_events": state.unflushed},
                     )
                 )
@@ -291,34 +296,57 @@ class WriterTracker:
         return len(files) or 1 + state.reopened
 
     def _close_problems(self, state: WriterState) -> list[Problem]:
+        """LL301 for a close() that ran again and again during training, with the writes that
+        reopened the writer after it; LL303 for writes after a close that LL301 does not explain
+        (one problem, one finding)."""
         if not state.write_after_close:
             return []
-        close_site, write_site = state.write_after_close[0]
-        closed_at = f" (closed at {close_site.display()})" if close_site else ""
-        problems = [
-            Problem(
-                "LL303",
-                write_site,
-                f"SummaryWriter('{state.log_dir}') was written to after close(){closed_at}: "
-                f"{state.reopened} writes after a close each silently opened a new event file "
-                f"({state.event_files} event files in {state.log_dir})",
-                related=[s for s in (close_site,) if s],
-                details={"reopened": state.reopened, "event_files": state.event_files},
-            )
-        ]
-        for site, reopened in state.reopened_after.items():
-            if site is not None and state.close_sites[site] >= 2:
-                problems.append(
-                    Problem(
-                        "LL301",
-                        site,
-                        f"writer.close() ran {state.close_sites[site]} times during training and the "
-                        f"writer was written to again {reopened} times after it: each reopening "
-                        f"started a new event file ({state.event_files} in {state.log_dir})",
-                        related=[s for _, s in state.write_after_close[:1] if s],
-                        details={"closes": state.close_sites[site], "event_files": state.event_files},
-                    )
+        files = f"{plural(state.event_files, 'event file')} in {state.log_dir}"
+        problems = []
+        in_loop = {
+            site
+            for site, reopened in state.reopened_after.items()
+            if site is not None and reopened and state.close_sites[site] >= 2
+        }
+        for site in in_loop:
+            reopened = state.reopened_after[site]
+            write = next((w for c, w in state.write_after_close if c == site and w), None)
+            written_at = f" (at {write.display()})" if write else ""
+            problems.append(
+                Problem(
+                    "LL301",
+                    site,
+                    f"writer.close() ran {times(state.close_sites[site])} during training and the "
+                    f"writer was written to again {times(reopened)} after it{written_at}: each "
+                    f"reopening started a new event file ({files})",
+                    related=[write] if write else [],
+                    details={
+                        "closes": state.close_sites[site],
+                        "reopened": reopened,
+                        "event_files": state.event_files,
+                    },
                 )
+            )
+        unexplained = [(c, w) for c, w in state.write_after_close if c not in in_loop]
+        if unexplained:
+            close_site, write_site = unexplained[0]
+            reopened = sum(n for site, n in state.reopened_after.items() if site not in in_loop)
+            closed_at = f" (closed at {close_site.display()})" if close_site else ""
+            problems.append(
+                Problem(
+                    "LL303",
+                    write_site,
+                    f"SummaryWriter('{state.log_dir}') was written to after close(){closed_at}: "
+                    + (
+                        "a write after the close silently opened a new event file"
+                        if reopened == 1
+                        else f"{reopened} writes after a close each silently opened a new event file"
+                    )
+                    + f" ({files})",
+                    related=[s for s in (close_site,) if s],
+                    details={"reopened": reopened, "event_files": state.event_files},
+                )
+            )
         return problems
 
     def _step_problems(self, state: WriterState) -> list[Problem]:
@@ -328,7 +356,7 @@ class WriterTracker:
                 Problem(
                     "LL502",
                     site,
-                    f"logged without global_step ({count} calls): TensorBoard puts every point at "
+                    f"logged without global_step ({plural(count, 'call')}): TensorBoard puts every point at "
                     "step 0; pass the global step counter",
                     details={"calls": count},
                 )
@@ -339,7 +367,7 @@ class WriterTracker:
                     "LL502",
                     site,
                     f"global_step of tag '{tag}' does not increase: step {step} logged after step "
-                    f"{previous} ({count} times); use a counter that keeps growing across epochs",
+                    f"{previous} ({times(count)}); use a counter that keeps growing across epochs",
                     details={"tag": tag, "times": count},
                 )
             )

@@ -11,16 +11,18 @@ from looplint.findings import Finding
 from looplint.static.fixes import Source
 from looplint.static.model import Model
 from looplint.static.positions import Positions
+from looplint.static.project import Project
 from looplint.static.rules import all_rules
 from looplint.static.syntax import syntax_error
 
 _PARSER_PREFIX = re.compile(r"^(parser error: )?error at \d+:\d+: ")
 
 
-def analyze_tree(source: str, path: str, tree: ast.Module) -> list[Finding]:
+def analyze_tree(source: str, path: str, tree: ast.Module, project: Project | None = None) -> list[Finding]:
     """Findings of a file that parsed with CPython and passed the prefilters."""
+    model = project.kept_model(path, source) if project is not None else None
     try:
-        module = cst.parse_module(source)
+        module = model.module if model is not None else cst.parse_module(source)
     except cst.ParserSyntaxError as error:
         return [
             syntax_error(
@@ -33,8 +35,14 @@ def analyze_tree(source: str, path: str, tree: ast.Module) -> list[Finding]:
     except RecursionError:
         return [syntax_error(path, "too deeply nested to parse", 1, 0)]
     try:
-        model = Model(module)
+        if model is None:
+            model = project.model(path, source, module) if project is not None else Model(module, path)
+        if model is None:
+            return [syntax_error(path, "too deeply nested to analyze", 1, 0)]
+        model.bind_all()
         hits = [hit for _, rule in all_rules() for hit in rule(model)]
+        if project is not None:
+            project.offer(model)
     except RecursionError:
         return [syntax_error(path, "too deeply nested to analyze", 1, 0)]
     if not hits:

@@ -64,27 +64,46 @@ def line_with_newline(source: Source, text: str, indent: str) -> str:
     return f"{indent}{text}{source.newline}"
 
 
+def statement_text(source: Source, statement: cst.CSTNode) -> str | None:
+    """The statement's lines without their indentation or final newline: the code and the
+    comment at the end of its line, which travels with it when it moves."""
+    own_indent = source.indent(statement)
+    if own_indent is None:
+        return None
+    start, end = source.lines(statement)
+    lines = _NEWLINE.split(source.text[start:end].rstrip("\r\n"))
+    return source.newline.join(line.removeprefix(own_indent) for line in lines)
+
+
+def reindent(source: Source, text: str, indent: str) -> str:
+    """`text` (a statement_text) at another indentation, its continuation lines shifted alike."""
+    first, *rest = _NEWLINE.split(text)
+    return source.newline.join([indent + first] + [indent + line if line.strip() else line for line in rest])
+
+
 def move_before(source: Source, moved: cst.CSTNode, anchor: cst.CSTNode) -> tuple[Edit, ...] | None:
-    """Move the whole line `moved` to just before the line `anchor`, at the anchor's indentation."""
+    """Move the whole line `moved` (with its comment) to just before the line `anchor`, at the
+    anchor's indentation."""
     indent = source.indent(anchor)
-    if indent is None or source.indent(moved) is None:
+    text = statement_text(source, moved)
+    if indent is None or text is None:
         return None
     start, end = source.lines(moved)
-    code = source.code(moved)
     anchor_start, _ = source.lines(anchor)
     return (
-        Edit(anchor_start, anchor_start, line_with_newline(source, code, indent)),
+        Edit(anchor_start, anchor_start, reindent(source, text, indent) + source.newline),
         Edit(start, end, ""),
     )
 
 
 def insert_after(source: Source, anchor: cst.CSTNode, code: str, indent: str | None = None) -> Edit | None:
-    """Insert a new line after the statement `anchor` (a compound statement: after its block)."""
+    """Insert a new line (or a statement_text) after the statement `anchor` (a compound
+    statement: after its block)."""
     own_indent = source.indent(anchor)
     if own_indent is None:
         return None
     _, end = source.lines(anchor)
-    text = line_with_newline(source, code, own_indent if indent is None else indent)
+    text = reindent(source, code, own_indent if indent is None else indent) + source.newline
     if end == len(source.text) and not source.text.endswith(("\n", "\r")):
         text = source.newline + text
     return Edit(end, end, text)

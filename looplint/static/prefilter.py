@@ -80,3 +80,81 @@ def _callee(call: ast.Call) -> str | None:
     if isinstance(func, ast.Attribute):
         return func.attr
     return None
+
+
+def calls_project_code(tree: ast.Module, path: str, project) -> bool:
+    """A loop that calls a function of another module of the project (`for batch in loader:
+    train_step(...)` with `train_step` imported from `engine.py`) can hold a finding that the
+    text of this file does not show."""
+    if project is None:
+        return False
+    imports: list[ast.Import | ast.ImportFrom] = []
+    assigns: list[ast.Assign] = []
+    loops: list[ast.AST] = []
+    for node in ast.walk(tree):
+        kind = type(node)
+        if kind is ast.Import or kind is ast.ImportFrom:
+            imports.append(node)
+        elif kind is ast.Assign:
+            assigns.append(node)
+        elif kind is ast.For or kind is ast.While or kind is ast.AsyncFor:
+            loops.append(node)
+    if not loops:
+        return False
+    imported: set[str] = set()
+    for node in imports:
+        if isinstance(node, ast.ImportFrom):
+            if project.find_module(path, node.module or "", node.level) is not None:
+                imported.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+        else:
+            for alias in node.names:
+                if project.find_module(path, alias.name, 0) is not None:
+                    imported.add((alias.asname or alias.name).split(".")[0])
+    if not imported:
+        return False
+    for node in assigns:  # objects built from them: `scaler = NativeScaler()`
+        if _root_name(node.value) in imported:
+            imported.update(target.id for target in node.targets if isinstance(target, ast.Name))
+    return any(
+        isinstance(inner, ast.Call) and _root_name(inner.func) in imported
+        for loop in loops
+        for inner in ast.walk(loop)
+    )
+
+
+def _root_name(node: ast.expr) -> str | None:
+    while isinstance(node, (ast.Attribute, ast.Call, ast.Subscript)):
+        node = node.func if isinstance(node, ast.Call) else node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+# What a module's functions must contain to matter to a caller: something they do to the
+# objects they are given (a backward pass, a step, a clear, a write, a close, a clip, a mode
+# switch, a freeze), a loss or an optimizer they build or return, or a log of a value.
+SUMMARY_MARKERS = (
+    "backward",
+    "zero_grad",
+    ".step(",
+    ".add_",
+    ".close(",
+    "clip_grad",
+    ".train(",
+    ".eval(",
+    "requires_grad",
+    "optim",
+    "sched",
+    "loss",
+    "criterion",
+    "writer",
+    "print(",
+    ".log(",
+    "desc",
+    "postfix",
+    "nn.module",
+)
+
+
+def worth_summarizing(source: str) -> bool:
+    """Can a module's functions do anything the rules follow? (Else: nothing to summarize.)"""
+    text = source.lower()
+    return any(marker in text for marker in SUMMARY_MARKERS)

@@ -157,3 +157,81 @@ def is_scheduler_name(name: str | None) -> bool:
         or name.endswith(("LR", "Scheduler"))
         or (name.startswith("get_") and "schedule" in name)
     )
+
+
+# Top-level packages whose losses, optimizers and schedulers are torch's own kind.
+TORCH_ECOSYSTEM = frozenset(
+    {
+        "torch",
+        "torchvision",
+        "torchaudio",
+        "torchtext",
+        "timm",
+        "transformers",
+        "accelerate",
+        "lightning",
+        "pytorch_lightning",
+        "deepspeed",
+        "kornia",
+        "monai",
+        "segmentation_models_pytorch",
+        "pytorch_metric_learning",
+        "torchmetrics",
+        "apex",
+        "bitsandbytes",
+        "bnb",
+        "mmcv",
+        "mmengine",
+        "detectron2",
+        "ignite",
+        "fastai",
+        "torch_optimizer",
+    }
+)
+# Frameworks whose training loops are not torch's: no backward() accumulation, other losses.
+OTHER_FRAMEWORKS = frozenset({"tensorflow", "keras", "tf_keras", "jax", "flax", "optax", "mxnet", "paddle"})
+# torch.nn.functional losses, and torchvision's.
+FUNCTIONAL_LOSSES = frozenset(
+    {
+        "cross_entropy",
+        "nll_loss",
+        "mse_loss",
+        "l1_loss",
+        "smooth_l1_loss",
+        "huber_loss",
+        "binary_cross_entropy",
+        "binary_cross_entropy_with_logits",
+        "kl_div",
+        "ctc_loss",
+        "poisson_nll_loss",
+        "gaussian_nll_loss",
+        "margin_ranking_loss",
+        "hinge_embedding_loss",
+        "multilabel_margin_loss",
+        "soft_margin_loss",
+        "multilabel_soft_margin_loss",
+        "cosine_embedding_loss",
+        "multi_margin_loss",
+        "triplet_margin_loss",
+        "triplet_margin_with_distance_loss",
+        "sigmoid_focal_loss",
+        "generalized_box_iou_loss",
+        "complete_box_iou_loss",
+        "distance_box_iou_loss",
+    }
+)
+
+
+_LOSS_CLASS = re.compile(r"(Loss|CrossEntropy|Criterion)([123]d)?$")
+
+
+def is_loss_class(name: str) -> bool:
+    """`CrossEntropyLoss`, `BCEWithLogitsLoss`, timm's `LabelSmoothingCrossEntropy`, the old
+    `NLLLoss2d`."""
+    return _LOSS_CLASS.search(name) is not None
+
+
+def is_functional_loss(path: str) -> bool:
+    """`torch.nn.functional.cross_entropy`, `torchvision.ops.sigmoid_focal_loss`."""
+    last = path.rsplit(".", 1)[-1]
+    return last in FUNCTIONAL_LOSSES or (last.endswith("_loss") and not last.startswith("_"))

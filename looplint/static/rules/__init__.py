@@ -27,32 +27,38 @@ Rule = Callable[[Model], Iterable[Hit]]
 
 
 def all_rules() -> list[tuple[str, Rule]]:
-    from looplint.static.rules import accumulators, gradients, optimizers, periodic, writers
+    from looplint.static.rules import accumulators, gradients, modes, optimizers, periodic, writers
 
     return [
         ("LL101", gradients.missing_zero_grad),
         ("LL102", gradients.zero_grad_between_backward_and_step),
+        ("LL103", gradients.clip_before_backward),
+        ("LL104", gradients.clip_without_unscale),
+        ("LL105", modes.backward_in_eval_mode),
         ("LL201", accumulators.accumulator_reset_misplaced),
         ("LL202", accumulators.unaveraged_loss_logged),
         ("LL203", accumulators.loss_tensor_accumulated),
         ("LL204", periodic.periodic_check_outside_step_loop),
+        ("LL205", accumulators.loss_tensors_collected),
         ("LL301", writers.writer_close_in_loop),
         ("LL302", writers.scalar_logged_as_image),
         ("LL303", writers.writer_used_after_close),
         ("LL401", optimizers.scheduler_step_before_optimizer_step),
         ("LL402", optimizers.parameter_in_several_groups),
         ("LL403", optimizers.scheduler_never_stepped),
+        ("LL404", optimizers.optimizer_created_per_step),
+        ("LL405", optimizers.optimizer_parameters_frozen),
     ]
 
 
 def loop_label(loop) -> str:
     """How a message names a loop: 'the `for epoch` loop', 'the `while` loop'."""
-    node = loop.node
-    if isinstance(node, cst.For):
-        return f"the `for {', '.join(loop.targets)}` loop" if loop.targets else "the `for` loop"
-    if isinstance(node, cst.While):
-        return "the `while` loop"
-    return "the comprehension"
+    return loop.label
+
+
+def elsewhere(event) -> str:
+    """' (in `train_step()`, utils.py:12)' for an event that happens in another module."""
+    return f" (in {event.foreign})" if event.foreign else ""
 
 
 def is_prefix(short: tuple, long: tuple) -> bool:

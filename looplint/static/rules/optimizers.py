@@ -1,5 +1,5 @@
 """LL401 scheduler-step-before-optimizer-step, LL402 parameter-in-several-groups,
-LL403 scheduler-never-stepped."""
+LL403 scheduler-never-stepped, LL404 optimizer-created-per-step, LL405 optimizer-parameters-frozen."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 from looplint.findings import Fix
 from looplint.static import fixes
-from looplint.static.model import PARAM_GROUPS, READ, STEP, Event, Model
-from looplint.static.rules import Hit
+from looplint.static.model import ASSIGN, CREATE, FREEZE, PARAM_GROUPS, READ, STEP, Event, Model
+from looplint.static.rules import Hit, elsewhere, loop_label
 
 # Reading these does not hand the scheduler to code that could step it.
 _INERT_METHODS = frozenset({"get_last_lr", "get_lr", "state_dict", "load_state_dict", "last_epoch"})
@@ -18,7 +18,7 @@ def scheduler_step_before_optimizer_step(model: Model) -> Iterator[Hit]:
     for scope in model.scopes:
         events = model.events(scope)
         for index, sched in enumerate(events):
-            if sched.kind != STEP or model.role(sched.name) != "scheduler" or sched.node.args:
+            if sched.kind != STEP or model.role(sched) != "scheduler" or sched.data.get("has_args"):
                 continue  # step(epoch) and ReduceLROnPlateau.step(metric) do not depend on the order
             # `for scheduler in schedulers: scheduler.step()` is one step of each, not a window.
             loops = [loop for loop in sched.loops if sched.name not in loop.targets]
@@ -27,7 +27,7 @@ def scheduler_step_before_optimizer_step(model: Model) -> Iterator[Hit]:
                 (i, e)
                 for i, e in enumerate(events)
                 if e.kind == STEP
-                and model.role(e.name) == "optimizer"
+                and model.role(e) == "optimizer"
                 and (window is None or e.in_loop(window))
                 and not e.exclusive_with(sched)
             ]
@@ -44,7 +44,9 @@ def scheduler_step_before_optimizer_step(model: Model) -> Iterator[Hit]:
                 f"{'iteration' if window is not None else 'run'}: the first learning rate of the "
                 "schedule is skipped and every later one comes a step early; step the scheduler "
                 "after the optimizer",
-                fix=lambda source, s=sched, o=optimizer: _move_after(model, source, s, o),
+                fix=None
+                if sched.foreign or optimizer.foreign
+                else lambda source, s=sched, o=optimizer: _move_after(model, source, s, o),
             )
 
 
@@ -58,9 +60,8 @@ def _move_after(model: Model, source, sched: Event, optimizer: Event) -> Fix | N
         anchor = model.parent_statement.get(anchor)
     if anchor is None or len(getattr(owner, "body", ())) < 2:
         return None
-    insert = fixes.insert_after(
-        source, anchor, source.code(sched.node), indent=source.indent(sched.statement)
-    )
+    text = fixes.statement_text(source, sched.statement)
+    insert = fixes.insert_after(source, anchor, text, indent=source.indent(sched.statement)) if text else None
     if insert is None:
         return None
     # Swapping with the step beside it changes nothing else; moving past a whole loop also moves
@@ -117,23 +118,31 @@ def _contains(outer: str, inner: str) -> bool:
 
 
 def scheduler_never_stepped(model: Model) -> Iterator[Hit]:
-    all_events = [e for scope in model.scopes for e in scope.events]
-    trains_here = any(e.kind == STEP and model.role(e.name) == "optimizer" for e in all_events)
-    for name, constructions in model.schedulers.items():
-        if not trains_here and constructions[0].scope.parent is None:
+    own = [e for scope in model.scopes for e in scope.events]
+    bound = [e for scope in model.scopes for e in model.events(scope)]
+    trains_here = any(e.kind == STEP and model.role(e) == "optimizer" for e in bound)
+    seen: set[tuple] = set()
+    for construction in own:
+        if construction.kind != ASSIGN or construction.name in (None, "_"):
+            continue
+        known = model.known(construction.value)
+        if known.role != "scheduler" or known.origin is None or known.origin in seen:
+            continue
+        seen.add(known.origin)
+        name = construction.name
+        if not trains_here and construction.scope.parent is None:
             continue  # a module-level scheduler in a config module: the importer steps it
         used = any(
-            (e.kind == STEP and e.name == name)
+            (e.kind == STEP and model.identity(e.value) == known.origin)
             or (e.kind == READ and e.name == name and e.data.get("method") not in _INERT_METHODS)
             or (e.kind == READ and e.name != name and is_prefix_name(name, e.name))
-            for e in all_events
+            for e in own + bound
         )
         if used:
             continue
-        construction = constructions[0]
         yield Hit(
             "LL403",
-            construction.data["value"],
+            construction.data["source"],
             f"the scheduler `{name}` is created but never stepped: the learning rate stays at its "
             f"initial value for the whole run; call `{name}.step()` after `optimizer.step()` (per "
             "epoch or per batch, as the schedule expects)",
@@ -143,3 +152,127 @@ def scheduler_never_stepped(model: Model) -> Iterator[Hit]:
 def is_prefix_name(name: str, other: str) -> bool:
     """`sched` read as `sched_list` does not count; read as `self.sched` inside something does not."""
     return other.startswith(name + ".") and other[len(name) + 1 :] not in _INERT_METHODS
+
+
+def optimizer_created_per_step(model: Model) -> Iterator[Hit]:
+    for scope in model.scopes:
+        events = model.events(scope)
+        reported: set[int] = set()
+        for create in events:
+            if create.kind != CREATE or not create.loops or id(create.node) in reported:
+                continue
+            identity = model.identity(create.value)
+            if identity is None or model.known(create.value).role != "optimizer":
+                continue
+            # A new optimizer in each iteration of the loop that steps it (not per training run:
+            # a `train()` that builds its optimizer and runs its own loop is called per fold).
+            loop = next(
+                (
+                    e.loops[-1]
+                    for e in events
+                    if e.kind == STEP
+                    and e.loops
+                    and model.identity(e.value) == identity
+                    and create.in_loop(e.loops[-1])
+                ),
+                None,
+            )
+            if loop is None or _fresh_parameters(events, create, loop):
+                continue
+            reported.add(id(create.node))
+            yield Hit(
+                "LL404",
+                create.node,
+                f"`{create.name}(...)`{elsewhere(create)} builds a new optimizer on every iteration of "
+                f"{loop_label(loop)} for the same parameters: its state (momentum, Adam's moment "
+                "estimates, the step count) starts from zero at every step; build the optimizer once, "
+                "before the loop",
+            )
+
+
+def _fresh_parameters(events: list[Event], create: Event, loop) -> bool:
+    """The parameters are made anew each iteration (test-time optimization of a fresh tensor):
+    a new optimizer for them is right."""
+    names = {name.split(".", 1)[0] for name in create.data.get("source_names", ())}
+    if not names:
+        return True  # nothing known about what it optimizes
+    own = create.scope.events if create.scope is not None else []
+    for event in own:
+        if event.kind == ASSIGN and event.name in names:
+            if event.scope is not create.scope:
+                continue
+            if create.data.get("via") or event.in_loop(loop):
+                return True  # (inside a helper called per step, any local binding is per step)
+    return False
+
+
+def optimizer_parameters_frozen(model: Model) -> Iterator[Hit]:
+    for scope in model.scopes:
+        events = model.events(scope)
+        reported: set[tuple] = set()
+        for index, step in enumerate(events):
+            if step.kind != STEP or model.role(step) != "optimizer":
+                continue
+            key = model.identity(step.value) or (step.name,)
+            if key in reported:
+                continue
+            sources = model.parameter_sources(step)
+            if not sources:
+                continue
+            freeze = _freezing(events[:index], sources)
+            if freeze is None:
+                continue
+            reported.add(key)
+            yield Hit(
+                "LL405",
+                step.node,
+                f"every parameter `{step.name}` updates ({', '.join(f'`{s}`' for s in sorted(sources))}) was "
+                f"frozen with `requires_grad = False` ({freeze}) and never unfrozen: no gradient ever "
+                f"reaches them, so `{step.name}.step()` changes nothing while the loss prints as usual; "
+                "unfreeze what should train, or build the optimizer over the parameters that train",
+            )
+
+
+def _freezing(before: list[Event], sources: set[str]) -> str | None:
+    """How the sources were all frozen before the step, or None if some part still trains: a
+    part unfrozen again, or a new submodule assigned after the freeze (`model.fc = nn.Linear(...)`
+    brings trainable parameters)."""
+    frozen: list[tuple[str, Event, set[str]]] = []  # (module, freeze, parts trainable again)
+    for event in before:
+        if event.kind == ASSIGN and event.name:
+            changed = event.name
+        elif event.kind == FREEZE and (changed := _frozen_target(event)) is not None:
+            if event.data.get("frozen"):
+                frozen.append((changed, event, set()))
+                continue
+        else:
+            continue
+        # A part assigned anew or unfrozen: trainable again, inside whatever froze it.
+        frozen = [entry for entry in frozen if not _contains(changed, entry[0])]
+        for _, _, trainable in frozen:
+            trainable.add(changed)
+    covering = []
+    for source in sources:
+        match = next(
+            (
+                event
+                for module, event, trainable in frozen
+                if _contains(module, source)
+                and not any(_contains(part, source) or _contains(source, part) for part in trainable)
+            ),
+            None,
+        )
+        if match is None:
+            return None
+        covering.append(match)
+    first = covering[0]
+    loop = next((loop for loop in first.loops if first.name in loop.targets), None)
+    return f"in {loop.label}" if loop is not None else f"`{first.name}.requires_grad_(False)`"
+
+
+def _frozen_target(event: Event) -> str | None:
+    """The module a freeze covers: `for p in model.parameters(): p.requires_grad = False` -> 'model'."""
+    for loop in event.loops:
+        if event.name in loop.targets and loop.param_source is not None:
+            return loop.param_source if event.every_iteration(loop) else None
+    return event.name  # `model.backbone.requires_grad_(False)`, `model.fc.weight.requires_grad = False`

@@ -9,17 +9,13 @@ import libcst as cst
 from looplint.findings import Fix
 from looplint.static import fixes, names
 from looplint.static.model import ASSIGN, CLOSE, GUARD, JUMP, WRITE, Event, Loop, Model
-from looplint.static.rules import Hit, loop_label
+from looplint.static.rules import Hit, elsewhere, loop_label
 
 
-def _is_writer(model: Model, name: str | None, events: list[Event]) -> bool:
-    if name is None:
+def _is_writer(model: Model, close: Event, events: list[Event]) -> bool:
+    if close.name is None:
         return False
-    return (
-        name in model.writers
-        or names.looks_like_writer(name)
-        or any(e.kind == WRITE and e.name == name for e in events)
-    )
+    return model.role(close) == "writer" or any(e.kind == WRITE and model.same(e, close) for e in events)
 
 
 def _last_iteration_only(events: list[Event], index: int, loop: Loop) -> bool:
@@ -27,24 +23,25 @@ def _last_iteration_only(events: list[Event], index: int, loop: Loop) -> bool:
     close = events[index]
     if _jump_after(events, index) in ("break", "return"):
         return True
+    branches = {branch[:2] for branch in close.branches}
     return any(
-        e.kind == GUARD and e.data["branch"] in close.branches and e.data["compared"] & set(loop.targets)
+        e.kind == GUARD and e.data["branch"][:2] in branches and e.data["compared"] & set(loop.targets)
         for e in events
     )
 
 
-def _closing_loop(events: list[Event], index: int) -> Loop | None:
+def _closing_loop(model: Model, events: list[Event], index: int) -> Loop | None:
     """The outermost loop around the close that also writes with that writer and reuses it."""
     close = events[index]
     for loop in close.loops:
         if close.name in loop.targets or any(close.name.startswith(t + ".") for t in loop.targets):
             return None  # `for w in writers: w.close()`
-        in_loop = [e for e in events if e.in_loop(loop) and e.name == close.name]
-        if any(e.kind == ASSIGN for e in in_loop):
+        in_loop = [e for e in events if e.in_loop(loop)]
+        if any(e.kind == ASSIGN and e.name == close.name for e in in_loop):
             continue  # a new writer each iteration
         if _last_iteration_only(events, index, loop):
             return None
-        if any(e.kind == WRITE for e in in_loop):
+        if any(e.kind == WRITE and model.same(e, close) for e in in_loop):
             return loop
     return None
 
@@ -55,11 +52,11 @@ def writer_close_in_loop(model: Model) -> Iterator[Hit]:
         closes = [
             (i, e)
             for i, e in enumerate(events)
-            if e.kind == CLOSE and e.loops and _is_writer(model, e.name, events)
+            if e.kind == CLOSE and e.loops and _is_writer(model, e, events)
         ]
         placed: set[int] = set()
         for index, close in closes:
-            loop = _closing_loop(events, index)
+            loop = _closing_loop(model, events, index)
             if loop is None:
                 continue
             first_for_loop = id(loop) not in placed
@@ -67,10 +64,12 @@ def writer_close_in_loop(model: Model) -> Iterator[Hit]:
             yield Hit(
                 "LL301",
                 close.node,
-                f"`{close.name}.close()` runs inside {loop_label(loop)}, which writes to it again: "
+                f"`{close.name}.close()`{elsewhere(close)} runs inside {loop_label(loop)}, which writes to it again: "
                 "the next write silently opens a new event file, and the run is split across files; "
                 "close the writer once, after training",
-                fix=lambda source, evs=events, c=close, lp=loop, once=first_for_loop: _move_close(
+                fix=None
+                if close.foreign or loop.node is None
+                else lambda source, evs=events, c=close, lp=loop, once=first_for_loop: _move_close(
                     model, source, evs, c, lp, once
                 ),
             )
@@ -84,7 +83,8 @@ def _move_close(model: Model, source, events, close: Event, loop: Loop, insert: 
         return None  # the close is alone in its block: deleting it would leave it empty
     edits = [fixes.delete_line(source, close.statement)]
     if insert and not _closed_after(events, close, loop):
-        edit = fixes.insert_after(source, loop.node, source.code(close.node))
+        text = fixes.statement_text(source, close.statement)
+        edit = fixes.insert_after(source, loop.node, text) if text else None
         if edit is None:
             return None
         edits.insert(0, edit)
@@ -97,7 +97,7 @@ def _closed_after(events: list[Event], close: Event, loop: Loop) -> bool:
         if event.in_loop(loop):
             after = True
             continue
-        if after and event.kind == CLOSE and event.name == close.name:
+        if after and event.kind == CLOSE and event.name == close.name and not event.foreign:
             return True
     return False
 
@@ -106,9 +106,9 @@ def writer_used_after_close(model: Model) -> Iterator[Hit]:
     for scope in model.scopes:
         events = model.events(scope)
         for index, close in enumerate(events):
-            if close.kind != CLOSE or not _is_writer(model, close.name, events):
+            if close.kind != CLOSE or not _is_writer(model, close, events):
                 continue
-            if close.loops and _closing_loop(events, index) is not None:
+            if close.loops and _closing_loop(model, events, index) is not None:
                 continue  # reported by LL301
             leaves = _jump_after(events, index)
             if leaves == "return":
@@ -116,15 +116,16 @@ def writer_used_after_close(model: Model) -> Iterator[Hit]:
             for later in events[index + 1 :]:
                 if leaves and close.loops and later.in_loop(close.loops[-1]):
                     continue  # `close(); break`: the rest of the loop body does not run
-                if later.name != close.name:
-                    continue
-                if later.kind == ASSIGN:
+                if later.kind == ASSIGN and later.name == close.name:
                     break
-                if later.kind == WRITE and not later.exclusive_with(close):
+                if later.kind != WRITE or not model.same(later, close):
+                    continue
+                if not later.exclusive_with(close):
                     yield Hit(
                         "LL303",
                         later.node,
-                        f"`{close.name}.{later.data['method']}()` runs after `{close.name}.close()`: "
+                        f"`{later.name}.{later.data['method']}()`{elsewhere(later)} runs after "
+                        f"`{close.name}.close()`{elsewhere(close)}: "
                         "SummaryWriter silently opens a new event file for it, and the data lands "
                         "apart from the run; write everything before closing",
                     )
@@ -151,7 +152,11 @@ def scalar_logged_as_image(model: Model) -> Iterator[Hit]:
             if event.kind != WRITE or event.data["method"] not in names.IMAGE_METHODS:
                 continue
             image = _image_argument(event.node)
-            if image is not None and _is_number(model, image):
+            value = _image_value(event.data.get("call"))
+            if image is None or value is None:
+                continue
+            known = model.known(value)
+            if known.numeric or (known.loss and known.kind in ("tensor", "number")):
                 yield Hit(
                     "LL302",
                     image,
@@ -169,15 +174,12 @@ def _image_argument(call: cst.Call) -> cst.BaseExpression | None:
     return positional[1].value if len(positional) > 1 else None
 
 
-def _is_number(model: Model, node: cst.BaseExpression) -> bool:
-    if isinstance(node, (cst.Integer, cst.Float)):
-        return True
-    if isinstance(node, cst.UnaryOperation):
-        return _is_number(model, node.expression)
-    if isinstance(node, cst.Call):
-        callee = names.callee_name(node)
-        return callee in ("item", "float", "int") or (callee is not None and names.is_loss_call(callee))
-    if isinstance(node, cst.BinaryOperation):
-        return _is_number(model, node.left) and _is_number(model, node.right)
-    name = names.dotted(node)
-    return name is not None and (name in model.loss_tensors or name in model.loss_accumulators)
+def _image_value(call):
+    """The value of the image argument, from the call's symbolic arguments."""
+    if call is None:
+        return None
+    keywords = dict(call.kwargs)
+    for keyword in ("img_tensor", "image"):
+        if keyword in keywords:
+            return keywords[keyword]
+    return call.args[1] if len(call.args) > 1 else None
