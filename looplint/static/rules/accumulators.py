@@ -304,23 +304,25 @@ def loss_tensor_accumulated(model: Model) -> Iterator[Hit]:
 
 
 def _restarted_every_step(model: Model, events: list[Event], acc: Accumulator) -> bool:
-    """The sum restarts in each iteration of the loop that runs the training step: the terms of
-    one step (over classes, layers, environments), used within that step. Also when a function
-    that steps once per call (outside any loop) restarts the sum at its start and sums in a loop
-    that holds no step: the sum dies with the call."""
-    training = [e for e in events if e.kind == BACKWARD or (e.kind == STEP and model.role(e) == "optimizer")]
-    for event in training:
-        if event.loops:
-            step_loop = event.loops[-1]
+    """The sum restarts in each iteration of the loop that runs the backward pass: the terms of
+    one training step (over classes, layers, environments), used within that step. Also when a
+    function that steps once per call, outside any loop, restarts the sum at its start and sums
+    in loops that run no backward pass and no step: the sum dies with the call. (Micro-batches
+    with a backward pass each are not that: summing them keeps every micro-batch's graph.)"""
+    for backward in events:
+        if backward.kind == BACKWARD and backward.loops:
+            step_loop = backward.loops[-1]
             if all(r.in_loop(step_loop) for r in acc.resets) and all(
                 u.in_loop(step_loop) for u in acc.updates
             ):
                 return True
-        elif acc.resets and not any(r.loops for r in acc.resets):
-            summing_loops = {id(loop) for u in acc.updates for loop in u.loops}
-            if not any(id(loop) in summing_loops for t in training for loop in t.loops):
-                return True
-    return False
+    if not acc.resets or any(r.loops for r in acc.resets):
+        return False
+    training = [e for e in events if e.kind == BACKWARD or (e.kind == STEP and model.role(e) == "optimizer")]
+    summing_loops = {id(loop) for u in acc.updates for loop in u.loops}
+    return any(not t.loops for t in training) and not any(
+        id(loop) in summing_loops for t in training for loop in t.loops
+    )
 
 
 def _returned_as_loss(model: Model, scope: Scope) -> bool:

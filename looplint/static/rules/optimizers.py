@@ -9,7 +9,7 @@ import libcst as cst
 
 from looplint.findings import Fix
 from looplint.static import fixes, names
-from looplint.static.model import ASSIGN, CREATE, FREEZE, PARAM_GROUPS, READ, STEP, Event, Model, Scope
+from looplint.static.model import ASSIGN, CREATE, FREEZE, PARAM_GROUPS, READ, STEP, Event, Model
 from looplint.static.rules import Hit, elsewhere, loop_label
 
 # Reading these does not hand the scheduler to code that could step it.
@@ -195,40 +195,38 @@ def optimizer_created_per_step(model: Model) -> Iterator[Hit]:
 def _fresh_parameters(events: list[Event], create: Event, loop) -> bool:
     """The parameters are made anew each iteration (test-time optimization of a fresh tensor, a
     fresh copy of the model per meta-learning task): a new optimizer for them is right."""
-    roots = {name.split(".", 1)[0] for name in create.data.get("source_names", ())}
+    roots = {name.split(".", 1)[0].removesuffix("[]") for name in create.data.get("source_names", ())}
     if not roots:
         return True  # nothing known about what it optimizes
     via = create.data.get("via", ())
-    if via and create.scope is not None and roots <= set(create.scope.params):
-        # Built by a helper from its arguments: what the caller passes decides.
-        if len(via) > 1:
-            return True  # through several helpers: not followed, so unknown
-        passed = {_argument_root(via[0].node, create.scope, name) for name in roots}
-        if None in passed:
-            return True
-        return any(
-            e.kind == ASSIGN and e.name in passed and e.scope is via[0].scope and e.in_loop(loop)
-            for e in events
-        )
+    if via:
+        # Built by a helper called per step (in this module or another).
+        if roots & create.data.get("local_roots", frozenset()):
+            return True  # from the helper's own locals: new at every call, or unknown
+        params = dict(reversed(entry.split(":", 1)) for entry in create.data.get("param_roots", ()))
+        if params and roots <= params.keys():
+            if len(via) > 1:
+                return True  # passed through several helpers: not followed, so unknown
+            passed = {_argument_root(via[0].node, root, int(params[root])) for root in roots}
+            return None in passed or any(
+                e.kind == ASSIGN and e.name in passed and e.scope is via[0].scope and e.in_loop(loop)
+                for e in events
+            )
     own = create.scope.events if create.scope is not None else []
-    for event in own:
-        if event.kind == ASSIGN and event.name in roots:
-            if event.scope is not create.scope:
-                continue
-            if via or event.in_loop(loop):
-                return True  # (inside a helper called per step, any local binding is per step)
-    return False
+    return any(
+        event.kind == ASSIGN and event.name in roots and event.scope is create.scope and event.in_loop(loop)
+        for event in own
+    )
 
 
-def _argument_root(call: cst.CSTNode, callee: Scope, param: str) -> str | None:
-    """The root name the call passes for `param` (`make_opt(clone.fc)` -> 'clone'), if plain."""
+def _argument_root(call: cst.CSTNode, param: str, index: int) -> str | None:
+    """The root name a call passes for a parameter (`make_opt(clone.fc)` -> 'clone'), if plain."""
     if not isinstance(call, cst.Call):
         return None
-    params = callee.params[1:] if callee.class_name is not None else callee.params
-    for index, arg in enumerate(call.args):
+    for position, arg in enumerate(call.args):
         if arg.star:
             return None
-        if (arg.keyword is None and index < len(params) and params[index] == param) or (
+        if (arg.keyword is None and position == index) or (
             arg.keyword is not None and arg.keyword.value == param
         ):
             name = names.dotted(arg.value)
