@@ -12,6 +12,7 @@ peak memory of a cold run over N and 10N files. Times are CPU seconds of this pr
 from __future__ import annotations
 
 import argparse
+import gc
 import random
 import re
 import resource
@@ -198,11 +199,14 @@ def cpu_seconds() -> float:
 
 
 def measure(function, repeat: int) -> float:
-    """The least CPU time of `repeat` calls (the least disturbed one)."""
+    """The least CPU time of `repeat` calls (the least disturbed one), each with the collection
+    of the garbage it left, which a process pays for when it ends."""
     best = float("inf")
     for _ in range(repeat):
+        gc.collect()
         start = cpu_seconds()
         result = function()
+        gc.collect()
         best = min(best, cpu_seconds() - start)
         # A run that failed on some files would make the ratio meaningless.
         for error in getattr(result, "errors", [])[:3]:

@@ -4,6 +4,8 @@ traceback."""
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import io
 import os
 import tokenize
@@ -200,10 +202,25 @@ def lint_file(path: str | Path, config: Config | None = None) -> list[Finding]:
 _Outcome = tuple[list[Finding], str | None]
 
 
+@contextlib.contextmanager
+def _few_collections():
+    """Run with the cyclic garbage collector's thresholds raised. A run builds millions of small
+    objects (syntax trees, the models built on them) that live until it ends; with the default
+    thresholds every older-generation collection walks all of them again, which cost a cold run
+    over a project a third of its time. What the run leaves is collected once, after it."""
+    old = gc.get_threshold()
+    gc.set_threshold(100_000, 1_000, 1_000)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
+
+
+@_few_collections()
 def _lint_batch(paths: Sequence[str], config: Config, use_cache: bool) -> list[_Outcome]:
+    """Lint files already ordered by their imports (by `_run`)."""
     cache = Cache(config.root, config.fingerprint()) if use_cache else None
     project = project_for(config, use_cache)
-    paths = project.order_by_imports(list(paths))
     outcomes: list[_Outcome] = []
     for path in paths:
         project.start()
@@ -219,6 +236,7 @@ def _lint_batch(paths: Sequence[str], config: Config, use_cache: bool) -> list[_
     return outcomes
 
 
+@_few_collections()
 def lint_paths(
     paths: Iterable[str | Path],
     config: Config | None = None,

@@ -16,7 +16,19 @@ import libcst as cst
 
 from looplint.findings import Edit, Fix
 from looplint.static import names
-from looplint.static.model import ACCUMULATE, APPEND, ASSIGN, BACKWARD, DIVIDE, LOG, READ, Event, Model, Scope
+from looplint.static.model import (
+    ACCUMULATE,
+    APPEND,
+    ASSIGN,
+    BACKWARD,
+    DIVIDE,
+    LOG,
+    READ,
+    STEP,
+    Event,
+    Model,
+    Scope,
+)
 from looplint.static.rules import Hit, elsewhere, is_prefix, loop_label, same_loops
 from looplint.static.values import Accum, Attr, Bin, Call, Item, Phi, Tup, unbound
 
@@ -208,6 +220,7 @@ def unaveraged_loss_logged(model: Model) -> Iterator[Hit]:
         events = model.events(scope)
         sums = {id(e.value): e.var for e in events if e.kind == ACCUMULATE}
         sum_names = {e.var: e.name for e in events if e.kind == ACCUMULATE}
+        sum_values = {e.var: e.value for e in events if e.kind == ACCUMULATE}
         reported: set = set()
         for event in events:
             if event.kind == LOG and event.data.get("logged") is not None:
@@ -216,15 +229,18 @@ def unaveraged_loss_logged(model: Model) -> Iterator[Hit]:
                 value = event.value
             else:
                 continue
-            known = model.known(value)
-            if not (known.summed and known.loss and not known.divided) or model.feeds_backward(value):
+            if not _loss_sum(model, value) or model.feeds_backward(value):
                 continue  # (a sum that is differentiated is one loss built from several terms)
             key = _sums_in(value, sums) or event.name
             if key in reported:
                 continue  # one finding per sum, however many places log it
             reported.add(key)
             # `epoch_str = "...".format(e, eval_loss)`: name the sum, not the string carrying it
-            carried = sorted(sum_names[var] for var in key) if isinstance(key, frozenset) else []
+            # (of the sums it carries, the loss sums: `hits` printed beside `loss_sum` is a count)
+            carried: list[str] = []
+            if isinstance(key, frozenset):
+                loss_sums = [var for var in key if _loss_sum(model, sum_values[var])] or list(key)
+                carried = sorted(sum_names[var] for var in loss_sums)
             name = event.name if not carried or event.name in carried else carried[0]
             through = f" (in `{event.name}`)" if name != event.name else ""
             yield Hit(
@@ -234,6 +250,11 @@ def unaveraged_loss_logged(model: Model) -> Iterator[Hit]:
                 "without dividing by how many it holds, so the curve tracks the number of batches, "
                 f"not the loss; log `{name} / <count>`",
             )
+
+
+def _loss_sum(model: Model, value) -> bool:
+    known = model.known(value)
+    return known.summed and known.loss and not known.divided
 
 
 def _sums_in(value, sums: dict[int, tuple], depth: int = 0) -> frozenset:
@@ -262,7 +283,7 @@ def loss_tensor_accumulated(model: Model) -> Iterator[Hit]:
         events = model.events(scope)
         always_no_grad = _always_no_grad(model, scope)
         for acc in _accumulators(model, events):
-            if _returned_as_loss(model, scope) or _restarted_every_step(events, acc):
+            if _returned_as_loss(model, scope) or _restarted_every_step(model, events, acc):
                 continue
             for update in acc.updates:
                 if update.no_grad or always_no_grad or not acc.spans_iterations(update):
@@ -282,9 +303,12 @@ def loss_tensor_accumulated(model: Model) -> Iterator[Hit]:
                 break
 
 
-def _restarted_every_step(events: list[Event], acc: Accumulator) -> bool:
+def _restarted_every_step(model: Model, events: list[Event], acc: Accumulator) -> bool:
     """The sum restarts in each iteration of the loop that runs the backward pass: the terms of
-    one training step (over classes, layers, environments), used within that step."""
+    one training step (over classes, layers, environments), used within that step. Also when a
+    function that steps once per call, outside any loop, restarts the sum at its start and sums
+    in loops that run no backward pass and no step: the sum dies with the call. (Micro-batches
+    with a backward pass each are not that: summing them keeps every micro-batch's graph.)"""
     for backward in events:
         if backward.kind == BACKWARD and backward.loops:
             step_loop = backward.loops[-1]
@@ -292,7 +316,13 @@ def _restarted_every_step(events: list[Event], acc: Accumulator) -> bool:
                 u.in_loop(step_loop) for u in acc.updates
             ):
                 return True
-    return False
+    if not acc.resets or any(r.loops for r in acc.resets):
+        return False
+    training = [e for e in events if e.kind == BACKWARD or (e.kind == STEP and model.role(e) == "optimizer")]
+    summing_loops = {id(loop) for u in acc.updates for loop in u.loops}
+    return any(not t.loops for t in training) and not any(
+        id(loop) in summing_loops for t in training for loop in t.loops
+    )
 
 
 def _returned_as_loss(model: Model, scope: Scope) -> bool:

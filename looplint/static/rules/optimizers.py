@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import libcst as cst
+
 from looplint.findings import Fix
-from looplint.static import fixes
+from looplint.static import fixes, names
 from looplint.static.model import ASSIGN, CREATE, FREEZE, PARAM_GROUPS, READ, STEP, Event, Model
 from looplint.static.rules import Hit, elsewhere, loop_label
 
@@ -133,7 +135,7 @@ def scheduler_never_stepped(model: Model) -> Iterator[Hit]:
         if not trains_here and construction.scope.parent is None:
             continue  # a module-level scheduler in a config module: the importer steps it
         used = any(
-            (e.kind == STEP and model.identity(e.value) == known.origin)
+            (e.kind == STEP and model.may_be(e.value, known.origin))
             or (e.kind == READ and e.name == name and e.data.get("method") not in _INERT_METHODS)
             or (e.kind == READ and e.name != name and is_prefix_name(name, e.name))
             for e in own + bound
@@ -191,19 +193,45 @@ def optimizer_created_per_step(model: Model) -> Iterator[Hit]:
 
 
 def _fresh_parameters(events: list[Event], create: Event, loop) -> bool:
-    """The parameters are made anew each iteration (test-time optimization of a fresh tensor):
-    a new optimizer for them is right."""
-    names = {name.split(".", 1)[0] for name in create.data.get("source_names", ())}
-    if not names:
+    """The parameters are made anew each iteration (test-time optimization of a fresh tensor, a
+    fresh copy of the model per meta-learning task): a new optimizer for them is right."""
+    roots = {name.split(".", 1)[0].removesuffix("[]") for name in create.data.get("source_names", ())}
+    if not roots:
         return True  # nothing known about what it optimizes
+    via = create.data.get("via", ())
+    if via:
+        # Built by a helper called per step (in this module or another).
+        if roots & create.data.get("local_roots", frozenset()):
+            return True  # from the helper's own locals: new at every call, or unknown
+        params = dict(reversed(entry.split(":", 1)) for entry in create.data.get("param_roots", ()))
+        if params and roots <= params.keys():
+            if len(via) > 1:
+                return True  # passed through several helpers: not followed, so unknown
+            passed = {_argument_root(via[0].node, root, int(params[root])) for root in roots}
+            return None in passed or any(
+                e.kind == ASSIGN and e.name in passed and e.scope is via[0].scope and e.in_loop(loop)
+                for e in events
+            )
     own = create.scope.events if create.scope is not None else []
-    for event in own:
-        if event.kind == ASSIGN and event.name in names:
-            if event.scope is not create.scope:
-                continue
-            if create.data.get("via") or event.in_loop(loop):
-                return True  # (inside a helper called per step, any local binding is per step)
-    return False
+    return any(
+        event.kind == ASSIGN and event.name in roots and event.scope is create.scope and event.in_loop(loop)
+        for event in own
+    )
+
+
+def _argument_root(call: cst.CSTNode, param: str, index: int) -> str | None:
+    """The root name a call passes for a parameter (`make_opt(clone.fc)` -> 'clone'), if plain."""
+    if not isinstance(call, cst.Call):
+        return None
+    for position, arg in enumerate(call.args):
+        if arg.star:
+            return None
+        if (arg.keyword is None and position == index) or (
+            arg.keyword is not None and arg.keyword.value == param
+        ):
+            name = names.dotted(arg.value)
+            return name.split(".", 1)[0] if name else None
+    return None
 
 
 def optimizer_parameters_frozen(model: Model) -> Iterator[Hit]:

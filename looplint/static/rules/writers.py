@@ -126,8 +126,8 @@ def writer_used_after_close(model: Model) -> Iterator[Hit]:
                         later.node,
                         f"`{later.name}.{later.data['method']}()`{elsewhere(later)} runs after "
                         f"`{close.name}.close()`{elsewhere(close)}: "
-                        "SummaryWriter silently opens a new event file for it, and the data lands "
-                        "apart from the run; write everything before closing",
+                        "SummaryWriter silently opens a new event file for it, which nothing closes "
+                        "again, so its last events can be lost; write everything before closing",
                     )
                     break
 
