@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from looplint.engine import lint_bytes
+from looplint.engine.fixer import fix_bytes
 from looplint.engine.notebook import NotebookError, notebook_source
 from looplint.findings import Edit, Finding, Fix
 
@@ -300,3 +301,39 @@ def test_a_cell_whose_lines_are_all_removed_becomes_empty():
 def test_continued_lines_are_never_magics():
     cell = "total = first \\\n    % second\nmask = (a\n    !=b)\n"
     assert notebook_source(write_notebook(("code", cell))).source == cell
+
+
+MIXED = write_notebook(
+    ("code", "import torch\nfrom torch import nn"),
+    ("code", " print('the first line is indented')\n x = 1"),
+    (
+        "code",
+        "model = nn.Linear(2, 1)\n"
+        "optimizer = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+        "for x, y in data:\n"
+        "    loss = nn.functional.mse_loss(model(x), y)\n"
+        "    loss.backward()\n"
+        "    optimizer.step()",
+    ),
+    ("code", "print 'python 2'"),
+    ("code", "result = await fetch()"),
+)
+
+
+def test_a_cell_that_does_not_parse_does_not_hide_the_others():
+    # The kernel runs each cell alone: only the Python 2 cell fails there. IPython strips a first
+    # line's indentation and runs a top-level await, so those cells are no syntax errors.
+    findings = lint_bytes(MIXED.encode(), "mixed.ipynb")
+    assert [(f.code, f.details["cell"], f.line) for f in findings] == [("LL101", 3, 6), ("LL000", 4, 1)]
+    assert "Missing parentheses" in findings[1].message
+
+
+def test_fixes_apply_beside_a_cell_that_does_not_parse_and_leave_it_as_it_was():
+    outcome = fix_bytes(MIXED.encode(), "mixed.ipynb")
+    before = json.loads(MIXED)["cells"]
+    after = json.loads(outcome.new_data)["cells"]
+    assert [f.code for f in outcome.applied] == ["LL101"]
+    assert [f.code for f in outcome.remaining] == ["LL000"]
+    changed = [index for index, (old, new) in enumerate(zip(before, after)) if old != new]
+    assert changed == [2]
+    assert "    optimizer.zero_grad()\n" in "".join(after[2]["source"])

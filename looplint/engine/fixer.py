@@ -88,7 +88,7 @@ def fix_bytes(
 
 def _fix_notebook(data: bytes, path: str, unsafe: bool, enabled: Callable[[str], bool]) -> FixOutcome:
     """Fix the joined code cells; a fix that cannot be written back into its cells is rejected."""
-    from looplint.engine.notebook import NotebookError, notebook_source
+    from looplint.engine.notebook import NotebookError, notebook_source, without_broken_cells
     from looplint.engine.suppress import filter_noqa
     from looplint.static import analyze_source
 
@@ -108,9 +108,16 @@ def _fix_notebook(data: bytes, path: str, unsafe: bool, enabled: Callable[[str],
         return findings
 
     findings = filter_noqa(analyze_source(notebook.source, path), notebook.source)
+    broken: list[Finding] = []
+    if any(f.code == "LL000" for f in findings):
+        # Cells that do not parse are left as they are; the others are fixed.
+        notebook, broken = without_broken_cells(notebook, path)
+        findings = filter_noqa(analyze_source(notebook.source, path), notebook.source)
     result = apply_fixes(notebook.source, findings, verify, _fixable(findings, unsafe, enabled))
     fixed = notebook_source(notebook.rebuild(result.source))
-    remaining = [fixed.locate_finding(f) for f in result.findings if enabled(f.code)]
+    if broken:
+        fixed, _ = without_broken_cells(fixed, path)
+    remaining = broken + [fixed.locate_finding(f) for f in result.findings if enabled(f.code)]
     if result.source == notebook.source:
         return FixOutcome(data, [], remaining)
     new_data = (b"\xef\xbb\xbf" if bom else b"") + fixed.notebook_text.encode("utf-8")

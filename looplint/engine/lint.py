@@ -165,7 +165,7 @@ def _encode(text: str, path: str) -> bytes:
 
 def _lint_notebook(data: bytes, path: str, project: Project) -> list[Finding]:
     try:
-        from looplint.engine.notebook import NotebookError, notebook_source
+        from looplint.engine.notebook import NotebookError, notebook_source, without_broken_cells
     except ImportError:
         raise FileError(f"{path}: notebook support is not available in this installation") from None
     try:
@@ -176,9 +176,13 @@ def _lint_notebook(data: bytes, path: str, project: Project) -> list[Finding]:
         notebook = notebook_source(text)
     except NotebookError as error:
         return [_syntax_error(path, 1, 1, f"invalid notebook: {error}")]
-    source = notebook.source
-    findings = filter_noqa(analyze_source(source, path, project), source)
-    return [notebook.locate_finding(finding) for finding in findings]
+    findings = analyze_source(notebook.source, path, project)
+    broken: list[Finding] = []
+    if any(finding.code == "LL000" for finding in findings):
+        notebook, broken = without_broken_cells(notebook, path)
+        findings = analyze_source(notebook.source, path, project)
+    findings = filter_noqa(findings, notebook.source)
+    return broken + [notebook.locate_finding(finding) for finding in findings]
 
 
 def read_bytes(path: str) -> bytes:

@@ -9,14 +9,17 @@ byte of the notebook file stays as it was.
 
 from __future__ import annotations
 
+import ast
 import difflib
 import json
 import os
 import re
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 from looplint.findings import Edit, Finding
+from looplint.static.syntax import syntax_error
 
 
 class NotebookError(ValueError):
@@ -212,6 +215,53 @@ class NotebookSource:
             after["cells"][cell.number - 1]["source"] = before["cells"][cell.number - 1]["source"]
         if after != before:
             raise NotebookError("rewriting the notebook changed more than the fixed cells")
+
+
+def without_broken_cells(notebook: NotebookSource, path: str) -> tuple[NotebookSource, list[Finding]]:
+    """The notebook with every cell that is not valid Python on its own blanked (the kernel runs
+    each cell alone, so one broken cell does not stop the others), and an LL000 finding, located
+    in its cell, for each. A cell IPython runs although Python does not parse it (its first line
+    indented, or a top-level `await`) is blanked without a finding."""
+    lines = notebook.source.splitlines(keepends=True)
+    broken: list[Finding] = []
+    cells: list[CodeCell] = []
+    for cell in notebook.cells:
+        start = cell.first_line - 1
+        code = "".join(lines[start : start + cell.line_count])
+        error = _syntax_error_of(code)
+        if error is None:
+            cells.append(cell)
+            continue
+        for index in range(start, start + cell.line_count):
+            lines[index] = "\n"
+        cells.append(replace(cell, blanked=frozenset(range(cell.line_count))))
+        if _runs_in_ipython(code):
+            continue
+        line = cell.first_line + (error.lineno or 1) - 1
+        broken.append(syntax_error(path, error.msg, line, (error.offset or 1) - 1))
+    fixed = replace(notebook, source="".join(lines), cells=tuple(cells))
+    return fixed, [fixed.locate_finding(finding) for finding in broken]
+
+
+def _syntax_error_of(code: str, flags: int = 0) -> SyntaxError | None:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            compile(code, "<cell>", "exec", ast.PyCF_ONLY_AST | flags, dont_inherit=True)
+    except SyntaxError as error:
+        return error
+    except (ValueError, RecursionError, MemoryError):
+        return SyntaxError("cannot be parsed")
+    return None
+
+
+def _runs_in_ipython(code: str) -> bool:
+    """IPython strips the first line's indentation from every line, and allows top-level await."""
+    first = next((line for line in code.splitlines() if line.strip()), "")
+    indent = first[: len(first) - len(first.lstrip())]
+    if indent:
+        code = "".join(line.removeprefix(indent) for line in code.splitlines(keepends=True))
+    return _syntax_error_of(code, ast.PyCF_ALLOW_TOP_LEVEL_AWAIT) is None
 
 
 def notebook_source(text: str) -> NotebookSource:

@@ -685,6 +685,7 @@ class _Builder:
         self.bound_at: dict[str, tuple[Loop, ...]] = {}  # the loops around each name's binding
         self.class_stack: list[str] = []
         self.sites: dict[int, tuple] = {}
+        self.function_keys: set[str] = set()  # of the functions defined so far
 
     # ----------------------------------------------------------------- statements
     def build(self, module: cst.Module) -> None:
@@ -836,6 +837,14 @@ class _Builder:
         qualname = f"{class_name}.{node.name.value}" if class_name else node.name.value
         if parent.parent is not None and class_name is None:
             qualname = f"{parent.key.split('::', 1)[1]}.<locals>.{node.name.value}"
+        if class_name is None:
+            # A function defined again (a notebook cell redefining a helper) is another function:
+            # the calls after it run the new one.
+            base, count = qualname, 1
+            while f"{self.model.file}::{qualname}" in self.function_keys:
+                count += 1
+                qualname = f"{base}#{count}"
+            self.function_keys.add(f"{self.model.file}::{qualname}")
         scope = Scope(
             node,
             node.name.value,
