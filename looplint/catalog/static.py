@@ -285,14 +285,16 @@ RULES: tuple[RuleInfo, ...] = (
             Finds a sum of losses over several iterations that goes to `add_scalar`, `add_scalars`,
             `print` (also through f-strings, `%` and `.format`), `logging`, `wandb.log`,
             `accelerator.log`, `mlflow.log_metric`, a progress bar (`set_postfix`,
-            `set_description`, `bar.desc = ...`) or another logger without being divided by how
-            many terms it holds.
+            `set_description`, `bar.desc = ...`), a plot of a `visdom.Visdom()` (`viz.line`) or
+            another logger without being divided by how many terms it holds.
 
             The sum is followed as a value: through variables (`epoch_loss = train_loss`), through
             a helper that returns it undivided (`evaluate()` returning `total_test_loss`, logged by
             the caller), and into logging helpers of the project (`log_scalar(writer, tag,
             running_loss, epoch)`), across modules. A helper that divides before it returns, or
-            terms that were each divided first, make a mean, and nothing is reported. A loss is
+            terms that were each divided first (by the iteration count, by `len(loader)`, or
+            weighted by a fraction such as `x.size(0) / n_samples`), make a mean, and nothing is
+            reported. A loss is
             known by where it comes from, never by its name: `Total_loss_of_equipment` summed in a
             data-analysis notebook is not one.
         """,

@@ -686,6 +686,7 @@ class _Builder:
         self.class_stack: list[str] = []
         self.sites: dict[int, tuple] = {}
         self.function_keys: set[str] = set()  # of the functions defined so far
+        self.visdom_names: set[str] = set()  # names assigned a `visdom.Visdom()`
 
     # ----------------------------------------------------------------- statements
     def build(self, module: cst.Module) -> None:
@@ -1021,6 +1022,8 @@ class _Builder:
         self.emit(ASSIGN, name, node, ctx, value=value, var=self.var_key(name), source=source)
         if isinstance(source, cst.Call):
             callee = names.callee_name(source)
+            if callee == "Visdom":
+                self.visdom_names.add(name)
             if names.is_optimizer_class(callee):
                 self.emit(PARAM_GROUPS, name, source, ctx, groups=_param_groups(source), value=value)
         self.rebind(name, value, ctx)
@@ -1031,7 +1034,9 @@ class _Builder:
         spans = len(ctx.loops) > len(binding_loops) and _is_prefix(binding_loops, ctx.loops)
         spanned = ctx.loops[len(binding_loops) :] if spans else ()
         counts = {loop.count_name or str(loop.count) for loop in spanned if loop.counted}
-        window = bool(spanned) and len(counts) == len(spanned) and bool(counts & _divisor_of(term))
+        window = bool(spanned) and (
+            (len(counts) == len(spanned) and bool(counts & _divisor_of(term))) or _mean_term(term, spanned)
+        )
         total = Accum(before, term, spans, window)
         self.emit(
             ACCUMULATE,
@@ -1228,6 +1233,11 @@ class _Builder:
         else:
             self.expr(node.elt, inner)
 
+    def _is_visdom(self, name: str) -> bool:
+        """`viz` holds a `visdom.Visdom()`: its plots are logs. (Known by the assignment, since a
+        function reading a global sees only its name while the module is being walked.)"""
+        return name in self.visdom_names
+
     def children(self, node: cst.CSTNode, ctx: _Context) -> None:
         for child in names.child_nodes(node):
             self.expr(child, ctx)
@@ -1236,7 +1246,9 @@ class _Builder:
         func = node.func
         method = func.attr.value if isinstance(func, cst.Attribute) else None
         receiver = names.dotted(func.value) if isinstance(func, cst.Attribute) else None
-        is_log = names.is_log_call(node)
+        is_log = names.is_log_call(node) or (
+            method in vocabulary.VISDOM_PLOTS and receiver is not None and self._is_visdom(receiver)
+        )
         arg_ctx = (
             ctx
             if ctx.divisors is None and (ctx.in_log or not is_log)
@@ -1694,16 +1706,37 @@ def _literals(node: cst.BaseExpression) -> frozenset[str]:
 
 def _divisor_of(value: Value) -> frozenset[str]:
     """How the division a value went through was written: `(loss / k).item()` -> {'k'}."""
+    value = _peeled(value)
+    return value.divisor if isinstance(value, Bin) and value.op == "div" else frozenset()
+
+
+def _mean_term(term: Value, spanned: tuple[Loop, ...]) -> bool:
+    """Terms that make the sum a mean: each divided by the length of what the loop runs over
+    (`loss.item() / len(loader)`), or weighted by a fraction (`loss.item() * n / total`,
+    `loss.item() * (w / w_sum)`)."""
+    divisor = _divisor_of(term)
+    if "len" in divisor and any(divisor & loop.iter_names for loop in spanned):
+        return True
+    term = _peeled(term)
+    if isinstance(term, Bin) and term.op == "div":
+        return isinstance(_peeled(term.left), Bin) and _peeled(term.left).op == "mul"
+    if isinstance(term, Bin) and term.op == "mul":
+        return any(
+            isinstance(side, Bin) and side.op == "div" for side in map(_peeled, (term.left, term.right))
+        )
+    return False
+
+
+def _peeled(value: Value) -> Value:
+    """The value under `.item()`, `.detach()`, attributes and indexing."""
     for _ in range(8):
-        if isinstance(value, Bin) and value.op == "div":
-            return value.divisor
         if isinstance(value, Call) and isinstance(value.func, Attr):
             value = value.func.base
         elif isinstance(value, (Attr, Item)):
             value = value.base
         else:
             break
-    return frozenset()
+    return value
 
 
 def _module_root(node: cst.BaseExpression) -> str | None:

@@ -99,6 +99,8 @@ LOG_METHODS = frozenset(
         "write",
     }
 )
+# Plots of a `visdom.Visdom()` object: logs too (a name this common is a log only on that object).
+VISDOM_PLOTS = frozenset({"line", "scatter", "bar", "text"})
 NO_GRAD_CONTEXTS = frozenset({"no_grad", "inference_mode"})
 # Free functions that clear gradients: `zero_grad(model_params)` helpers, paddle's clear_grad.
 CLEAR_FUNCTIONS = frozenset({"zero_grad", "zero_grads", "zero_gradients", "clear_grad", "clear_grads"})

@@ -9,7 +9,7 @@ import libcst as cst
 
 from looplint.findings import Fix
 from looplint.static import fixes, names
-from looplint.static.model import ASSIGN, CREATE, FREEZE, PARAM_GROUPS, READ, STEP, Event, Model
+from looplint.static.model import ASSIGN, CALL, CREATE, FREEZE, PARAM_GROUPS, READ, STEP, Event, Model
 from looplint.static.rules import Hit, elsewhere, loop_label
 
 # Reading these does not hand the scheduler to code that could step it.
@@ -115,8 +115,9 @@ def _overlap(group: list[str | None], others: list[list[str | None]]) -> tuple[s
 
 
 def _contains(outer: str, inner: str) -> bool:
-    """`model` holds `model.fc`'s parameters; `model.fc` holds `model.fc.weight`."""
-    return inner == outer or inner.startswith(outer + ".")
+    """`model` holds `model.fc`'s parameters; `model.fc` holds `model.fc.weight`; `model` holds
+    `model[]` (`model[0] = ...`)."""
+    return inner == outer or inner.startswith(outer + ".") or inner.startswith(outer + "[")
 
 
 def scheduler_never_stepped(model: Model) -> Iterator[Hit]:
@@ -267,6 +268,9 @@ def _freezing(before: list[Event], sources: set[str]) -> str | None:
     brings trainable parameters)."""
     frozen: list[tuple[str, Event, set[str]]] = []  # (module, freeze, parts trainable again)
     for event in before:
+        if event.kind == CALL and _adds_parameters(event.name):
+            frozen = []  # module surgery (`setattr(model, name, LoRALinear(...))`): unknown
+            continue
         if event.kind == ASSIGN and event.name:
             changed = event.name
         elif event.kind == FREEZE and (changed := _frozen_target(event)) is not None:
@@ -296,6 +300,17 @@ def _freezing(before: list[Event], sources: set[str]) -> str | None:
     first = covering[0]
     loop = next((loop for loop in first.loops if first.name in loop.targets), None)
     return f"in {loop.label}" if loop is not None else f"`{first.name}.requires_grad_(False)`"
+
+
+def _adds_parameters(call: str | None) -> bool:
+    """Calls that can put new trainable parameters into a module."""
+    if call is None:
+        return False
+    return call == "setattr" or call.rsplit(".", 1)[-1] in (
+        "add_module",
+        "register_module",
+        "register_parameter",
+    )
 
 
 def _frozen_target(event: Event) -> str | None:
