@@ -92,11 +92,15 @@ def periodic_check_outside_step_loop(model: Model) -> Iterator[Hit]:
                 ]
                 if not inner:
                     continue
+                test = getattr(check.node, "test", check.node)
+                # `if step % n:` without `== 0` is true off the period, so nearly always.
+                bare = isinstance(test, cst.BinaryOperation) and isinstance(test.operator, cst.Modulo)
+                effect = "true at nearly every pass, not once per period" if bare else "true rarely or never"
                 yield Hit(
                     "LL204",
-                    getattr(check.node, "test", check.node),
+                    test,
                     f"`{counter}` advances in {loop_label(inner[0])}, but this periodic check runs "
                     f"outside it, in {loop_label(check.loops[-1])}: it only sees `{counter}` once per "
-                    "pass and is true rarely or never; move the check into the loop that advances it",
+                    f"pass and is {effect}; move the check into the loop that advances it",
                 )
                 break
