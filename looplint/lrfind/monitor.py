@@ -250,7 +250,10 @@ class LRMonitor:
                 tracked.optimizer = optimizer
                 return tracked
         index = len(self._optimizers)
-        name = type(optimizer).__name__ if index == 0 else f"{type(optimizer).__name__}#{index}"
+        # Named as the gradient checks name it: the second SGD is "SGD#2".
+        kind = type(optimizer).__name__
+        same_kind = sum(1 for tracked in self._optimizers if tracked.name.split("#")[0] == kind)
+        name = kind if same_kind == 0 else f"{kind}#{same_kind + 1}"
         tracked = _Optimizer(
             optimizer=optimizer,
             name=name,
