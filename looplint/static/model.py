@@ -242,6 +242,7 @@ class Model:
         self._in_backward: set[int] = set()
         self._keep_alive: list[Value] = []
         self._expanded: dict[int, list[Event]] = {}
+        self._expanding: set[int] = set()  # scopes whose events are being expanded right now
         self._summaries: dict[tuple[int, bool], FunctionSummary] = {}
         self._call_sites: dict[int, list[Event]] | None = None
         self.constructions: dict[tuple, cst.Call] = {}
@@ -528,7 +529,8 @@ class Model:
         found = self._summaries.get(key)
         if found is None:
             found = summarize(self, scope, local)
-            self._summaries[key] = found
+            if id(scope) not in self._expanding:  # (a recursive call's view is not the summary)
+                self._summaries[key] = found
         return found
 
     def events(self, scope: Scope) -> list[Event]:
@@ -540,8 +542,12 @@ class Model:
             cached = self._expanded[id(scope)] = scope.events
         if cached is None:
             self._expanded[id(scope)] = []  # a recursive call sees no events, not a loop
+            self._expanding.add(id(scope))
             budget = [MAX_BOUND_EVENTS]
-            cached = list(self._expand(scope.events, (scope.key,), 0, budget))
+            try:
+                cached = list(self._expand(scope.events, (scope.key,), 0, budget))
+            finally:
+                self._expanding.discard(id(scope))
             self._expanded[id(scope)] = cached
         return cached
 
