@@ -24,6 +24,8 @@ from looplint.static.values import (
     Call,
     Elem,
     Item,
+    Lit,
+    Name,
     Param,
     Phi,
     Tup,
@@ -190,7 +192,9 @@ def summarize(model: Model, scope: Scope, local: bool = False) -> FunctionSummar
     if events is not None and len(events) > MAX_EVENTS:
         events = None  # a function this large is not a training helper's step: its calls stay unknown
     returns = None
-    for value in scope.returns:
+    # An early `return 0.0` / `return float("nan")` (an empty loader) does not make the sum that
+    # the function otherwise returns something else.
+    for value in [v for v in scope.returns if not _is_constant(v)] or scope.returns:
         returns = value if returns is None else join(returns, value)
     is_method = scope.class_name is not None and not _is_static(scope.node)
     return FunctionSummary(
@@ -200,6 +204,18 @@ def summarize(model: Model, scope: Scope, local: bool = False) -> FunctionSummar
         events=events,
         returns=returns,
         label=f"`{scope.name}()`",
+    )
+
+
+def _is_constant(value: Value) -> bool:
+    """A literal, or `float("nan")` / `int(0)` of one."""
+    if isinstance(value, Lit):
+        return True
+    return (
+        isinstance(value, Call)
+        and isinstance(value.func, Name)
+        and value.func.name in ("float", "int")
+        and all(isinstance(arg, Lit) for arg in value.args)
     )
 
 
@@ -377,7 +393,7 @@ def _rebuild(value: Value, key: str, bindings: dict[str, Value], memo: dict, men
 
 def _reaches_out(model: Model, value: Value | None, functions: bool = True, depth: int = 0) -> bool:
     """Does the value involve a parameter, `self`, or (`functions`) a function of the project?"""
-    from looplint.static.values import Name, Ref, SelfAttr
+    from looplint.static.values import Ref, SelfAttr
 
     if value is None or depth > 12:
         return False

@@ -117,7 +117,7 @@ def _overlap(group: list[str | None], others: list[list[str | None]]) -> tuple[s
 def _contains(outer: str, inner: str) -> bool:
     """`model` holds `model.fc`'s parameters; `model.fc` holds `model.fc.weight`; `model` holds
     `model[]` (`model[0] = ...`)."""
-    return inner == outer or inner.startswith(outer + ".") or inner.startswith(outer + "[")
+    return inner == outer or inner.startswith((outer + ".", outer + "["))
 
 
 def scheduler_never_stepped(model: Model) -> Iterator[Hit]:
