@@ -235,6 +235,8 @@ class Model:
         self.imports: set[str] = set()  # top-level package of every import (`torch`, `mxnet`)
         self.star_imports: list[Ref] = []  # project modules imported with `*`
         self.scaler_stepped: set[str] = set()  # X in scaler.step(X)
+        # (scope key, name) checked with `isinstance(name, torch.optim.Optimizer)` in that scope
+        self.checked_optimizers: set[tuple[str, str]] = set()
         self.engines: set[str] = set()  # receivers of X.backward(loss): Accelerate, DeepSpeed
         self.cleared: set[str] = set()  # receivers of X.zero_grad()
         self.stepped: set[str] = set()  # receivers of X.step()
@@ -615,6 +617,8 @@ class Model:
         what the value is when known, else what its name and uses say."""
         if isinstance(event_or_value, Event):
             value, name = event_or_value.value, event_or_value.name
+            if (event_or_value.scope.key, name) in self.checked_optimizers:
+                return "optimizer"
         else:
             value = event_or_value
         known = self.known(value) if value is not None else None
@@ -1308,6 +1312,11 @@ class _Builder:
         positional = [a.value for a in node.args if a.keyword is None and not a.star]
         arg_names = [names.dotted(a.value) for a in node.args]
         callee_name = names.callee_name(node)
+        # `isinstance(updater, torch.optim.Optimizer)`: in this scope, `updater` is an optimizer
+        if callee_name == "isinstance" and len(arg_names) == 2 and arg_names[0] and arg_names[1]:
+            checked, kind = arg_names
+            if kind.rsplit(".", 1)[-1] == "Optimizer":
+                self.model.checked_optimizers.add((self.scope.key, checked))
 
         if method == "backward" and receiver is not None and receiver.endswith("dist_autograd"):
             pass  # distributed autograd keeps gradients per context: nothing accumulates in .grad

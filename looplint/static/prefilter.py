@@ -65,9 +65,10 @@ def needs_analysis(tree: ast.Module) -> bool:
             value = node.value
             if isinstance(value, ast.BinOp) and isinstance(value.op, ast.Add):
                 accumulates = True
-        elif kind is ast.Dict:
-            if any(isinstance(key, ast.Constant) and key.value == "params" for key in node.keys):
-                return True
+        elif kind is ast.Dict and any(
+            isinstance(key, ast.Constant) and key.value == "params" for key in node.keys
+        ):
+            return True
         if accumulates and lossy:
             return True
     return False

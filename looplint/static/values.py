@@ -647,15 +647,24 @@ class Evaluator:
             and self.known(call.args[0]).zero
         ):
             return Known("number" if numpy else "tensor", zero=True)
-        if name in ("mean", "sum", "stack", "cat", "nanmean", "nansum", "average", "tensor", "as_tensor"):
-            if call.args:
-                argument = self.known(call.args[0])
-                if argument.kind == "tuple" and argument.items:
-                    argument = meet(list(argument.items))
-                if numpy:
-                    kind = "number" if argument.loss or argument.numeric else "unknown"
-                    return replace(argument, kind=kind, attached=False, origin=None)
-                return replace(argument, kind="tensor", origin=None, zero=False)
+        if call.args and name in (
+            "mean",
+            "sum",
+            "stack",
+            "cat",
+            "nanmean",
+            "nansum",
+            "average",
+            "tensor",
+            "as_tensor",
+        ):
+            argument = self.known(call.args[0])
+            if argument.kind == "tuple" and argument.items:
+                argument = meet(list(argument.items))
+            if numpy:
+                kind = "number" if argument.loss or argument.numeric else "unknown"
+                return replace(argument, kind=kind, attached=False, origin=None)
+            return replace(argument, kind="tensor", origin=None, zero=False)
         return Known("unknown" if numpy else "tensor", origin=call.site)  # an array (an image?)
 
     def _construct(self, call: Call, cls: Ref) -> Known:
