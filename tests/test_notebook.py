@@ -308,12 +308,14 @@ MIXED = write_notebook(
     ("code", " print('the first line is indented')\n x = 1"),
     (
         "code",
-        "model = nn.Linear(2, 1)\n"
-        "optimizer = torch.optim.SGD(model.parameters(), lr=0.1)\n"
-        "for x, y in data:\n"
-        "    loss = nn.functional.mse_loss(model(x), y)\n"
-        "    loss.backward()\n"
-        "    optimizer.step()",
+        (
+            "model = nn.Linear(2, 1)\n"
+            "optimizer = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+            "for x, y in data:\n"
+            "    loss = nn.functional.mse_loss(model(x), y)\n"
+            "    loss.backward()\n"
+            "    optimizer.step()"
+        ),
     ),
     ("code", "print 'python 2'"),
     ("code", "result = await fetch()"),
