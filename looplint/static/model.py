@@ -46,6 +46,7 @@ from looplint.static.values import (
     Unknown,
     Value,
     join,
+    peeled,
     unbound,
 )
 
@@ -1721,37 +1722,23 @@ def _literals(node: cst.BaseExpression) -> frozenset[str]:
 
 def _divisor_of(value: Value) -> frozenset[str]:
     """How the division a value went through was written: `(loss / k).item()` -> {'k'}."""
-    value = _peeled(value)
+    value = peeled(value)
     return value.divisor if isinstance(value, Bin) and value.op == "div" else frozenset()
 
 
 def _mean_term(term: Value, spanned: tuple[Loop, ...]) -> bool:
     """Terms that make the sum a mean: each divided by the length of what the loop runs over
-    (`loss.item() / len(loader)`), or weighted by a fraction (`loss.item() * n / total`,
-    `loss.item() * (w / w_sum)`)."""
+    (`loss.item() / len(loader)`), or a product divided by a total (`loss.item() * n / total`).
+    (A term weighted by a fraction that is not the loss, `loss * (w / w_sum)`, is told apart once
+    values are known: `Evaluator._accumulated`.)"""
     divisor = _divisor_of(term)
     if "len" in divisor and any(divisor & loop.iter_names for loop in spanned):
         return True
-    term = _peeled(term)
-    if isinstance(term, Bin) and term.op == "div":
-        return isinstance(_peeled(term.left), Bin) and _peeled(term.left).op == "mul"
-    if isinstance(term, Bin) and term.op == "mul":
-        return any(
-            isinstance(side, Bin) and side.op == "div" for side in map(_peeled, (term.left, term.right))
-        )
-    return False
-
-
-def _peeled(value: Value) -> Value:
-    """The value under `.item()`, `.detach()`, attributes and indexing."""
-    for _ in range(8):
-        if isinstance(value, Call) and isinstance(value.func, Attr):
-            value = value.func.base
-        elif isinstance(value, (Attr, Item)):
-            value = value.base
-        else:
-            break
-    return value
+    term = peeled(term)
+    if not (isinstance(term, Bin) and term.op == "div"):
+        return False
+    numerator = peeled(term.left)
+    return isinstance(numerator, Bin) and numerator.op == "mul"
 
 
 def _module_root(node: cst.BaseExpression) -> str | None:

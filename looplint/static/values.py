@@ -482,6 +482,7 @@ class Evaluator:
 
     def _accumulated(self, value: Accum) -> Known:
         before, term = self.known(value.prev), self.known(value.term)
+        weighted = value.spans and self._weighted(value.term)
         if before.kind == "tensor" or term.kind == "tensor":
             kind = "tensor"
         elif before.numeric and term.numeric:
@@ -492,9 +493,21 @@ class Evaluator:
             kind,
             loss=term.loss or before.loss,
             attached=term.attached or before.attached,
-            divided=(term.divided and value.window and before.zero) or (before.divided and not value.spans),
+            divided=(term.divided and (value.window or weighted) and before.zero)
+            or (before.divided and not value.spans),
             summed=before.summed or (value.spans and self._starts_at_zero(value)),
         )
+
+    def _weighted(self, term: Value) -> bool:
+        """`loss.item() * (w / w_sum)`: the term is weighted by a fraction that is not the loss
+        (`(loss / accumulation_steps).item() * batch_size` is a scaled loss, not a weight)."""
+        term = peeled(term)
+        if not (isinstance(term, Bin) and term.op == "mul"):
+            return False
+        for side in (peeled(term.left), peeled(term.right)):
+            if isinstance(side, Bin) and side.op == "div" and not self.known(side).loss:
+                return True
+        return False
 
     def _starts_at_zero(self, value: Accum) -> bool:
         current: Value = value
@@ -736,3 +749,15 @@ def meet(options: list[Known]) -> Known:
         zero=all(option.zero for option in options),
         origin=origins.pop() if len(origins) == 1 else None,
     )
+
+
+def peeled(value: Value) -> Value:
+    """The value under `.item()`, `.detach()`, attributes and indexing."""
+    for _ in range(8):
+        if isinstance(value, Call) and isinstance(value.func, Attr):
+            value = value.func.base
+        elif isinstance(value, (Attr, Item)):
+            value = value.base
+        else:
+            break
+    return value

@@ -242,7 +242,8 @@ def unaveraged_loss_logged(model: Model) -> Iterator[Hit]:
                 loss_sums = [var for var in key if _loss_sum(model, sum_values[var])] or list(key)
                 carried = sorted(sum_names[var] for var in loss_sums)
             name = event.name if not carried or event.name in carried else carried[0]
-            through = f" (in `{event.name}`)" if name != event.name else ""
+            carrier = "in" if model.known(value).kind == "str" else "as"  # a message, or a copy
+            through = f" ({carrier} `{event.name}`)" if name != event.name else ""
             yield Hit(
                 "LL202",
                 event.node,
