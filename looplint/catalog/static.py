@@ -325,6 +325,9 @@ RULES: tuple[RuleInfo, ...] = (
             the loss is still attached to the autograd graph: no `.item()`, `.detach()` or `.data`,
             not under `torch.no_grad()` / `torch.inference_mode()`, and the sum is not itself
             differentiated later (a multi-term loss built in a loop and then backwarded is fine).
+            A sum that restarts in each call of a function stepping once, summed over loops that
+            run no backward pass (per-domain terms of one update), dies with the call and is not
+            reported either.
 
             What is added is followed as a value: `cost += train(...)` where `train()` returns
             `output.item()` adds a number; `loss = loss.data.cpu().numpy()` makes the name hold an
@@ -567,7 +570,10 @@ RULES: tuple[RuleInfo, ...] = (
             Finds an optimizer constructed in the same loop iteration that steps it, directly or in
             a step function the loop calls (`def update(x, y): opt = optim.Adam(model.parameters())`),
             for parameters that are not themselves made anew each iteration (optimizing a fresh
-            tensor per sample, as in style transfer or test-time optimization, is fine).
+            tensor per sample, as in style transfer or test-time optimization, is fine; so is
+            an inner optimizer for a fresh copy of the model per meta-learning task). A helper
+            that builds the optimizer from what it is given (`make_opt(model)`, in this module
+            or another) is judged by what the caller passes.
 
             At run time, a line that built at least 3 optimizers of one type for the same
             parameters, each used for at most one step, is reported at that line when they keep
@@ -618,7 +624,9 @@ RULES: tuple[RuleInfo, ...] = (
             `requires_grad = False` before it (`for p in model.parameters(): p.requires_grad =
             False`, `model.requires_grad_(False)`) and never unfrozen. Fine-tuning that freezes a
             backbone and gives the optimizer only the head, or unfreezes the head after freezing
-            everything, is not reported.
+            everything, is not reported; neither are new modules put in after the freeze
+            (`model.fc = nn.Linear(...)`, `model[0] = LoRALinear(...)`, a helper calling
+            `setattr` or `add_module`, as LoRA does), which bring trainable parameters.
 
             At run time, an optimizer that stepped at least 3 times while none of its parameters
             received a gradient is reported at the `optimizer.step()` call, with how many of them
