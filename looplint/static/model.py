@@ -190,6 +190,7 @@ class Scope:
     final: dict[str, Value] = field(default_factory=dict)  # what each name holds at the end
     returns: list[Value] = field(default_factory=list)
     abstract: bool = False
+    star: str | None = None  # `text` of `def log(*text)`: the extra positional arguments
 
 
 class _Context:
@@ -882,9 +883,13 @@ class _Builder:
         for param in (*params.posonly_params, *params.params, *params.kwonly_params):
             scope.params.append(param.name.value)
             self.env[param.name.value] = Param(scope.key, param.name.value)
-        for star in (params.star_arg, params.star_kwarg):
-            if isinstance(star, cst.Param):
-                self.env[star.name.value] = Unknown(("param", scope.key, star.name.value))
+        if isinstance(params.star_arg, cst.Param):  # bound to a tuple of the extra arguments
+            scope.star = params.star_arg.name.value
+            self.env[scope.star] = Param(scope.key, scope.star)
+        if isinstance(params.star_kwarg, cst.Param):
+            self.env[params.star_kwarg.name.value] = Unknown(
+                ("param", scope.key, params.star_kwarg.name.value)
+            )
         self.suite(node.body, _Context(no_grad=no_grad))
         scope.final = self.env
         self.scope, self.env, self.bound_at = saved
@@ -1093,7 +1098,7 @@ class _Builder:
             return ("self", dotted[5:])
         if self.scope.parent is None or root in self.scope.global_names:
             return (self.model.file, dotted)
-        if root not in self.scope.locals and root not in self.scope.params:
+        if root not in self.scope.locals and root not in self.scope.params and root != self.scope.star:
             return (self.model.file, dotted)  # a global read inside a function
         return (self.scope.key, dotted)
 

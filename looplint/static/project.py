@@ -581,6 +581,7 @@ def _encode_module(summary: ModuleSummary, model: Model | None = None) -> dict[s
         functions[qualname] = {
             "key": function.key,
             "params": function.params,
+            "star": function.star,
             "is_method": function.is_method,
             "label": function.label,
             "events": None
@@ -749,6 +750,7 @@ def _decode_module(data: dict[str, Any], project: Project | None) -> ModuleSumma
             returns=decoder.value(function["returns"]),
             foreign=True,
             label=function["label"],
+            star=function.get("star"),
         )
     for name, info in data["classes"].items():
         summary.classes[name] = {

@@ -68,6 +68,7 @@ class FunctionSummary:
     returns: Value | None = None
     foreign: bool = False  # from another module: its events have no node in the caller's file
     label: str = ""  # `train_one_epoch()` as messages name it
+    star: str | None = None  # `text` of `def log(*text)`
     _mentions: dict[int, bool] = field(default_factory=dict, repr=False)
     _prepared_events: list | None = field(default=None, repr=False)
     _mentioned: list[Value] = field(default_factory=list, repr=False)  # keeps the ids valid
@@ -89,6 +90,8 @@ class FunctionSummary:
         bound: dict[str, Value] = {}
         for name, argument in zip(params, call.args, strict=False):
             bound[name] = argument
+        if self.star is not None and len(call.args) > len(params):
+            bound[self.star] = Tup(tuple(call.args[len(params) :]))
         for keyword, argument in call.kwargs:
             if keyword in self.params:
                 bound[keyword] = argument
@@ -204,6 +207,7 @@ def summarize(model: Model, scope: Scope, local: bool = False) -> FunctionSummar
         events=events,
         returns=returns,
         label=f"`{scope.name}()`",
+        star=scope.star,
     )
 
 
@@ -241,7 +245,7 @@ def _observable(model: Model, event: Event, scope: Scope) -> bool:
         return var[0] != scope.key  # `self.total += ...`, a global
     if event.kind == "read":
         root = var[1].split(".", 1)[0]
-        own_param = var[0] == scope.key and root in scope.params
+        own_param = var[0] == scope.key and (root in scope.params or root == scope.star)
         return bool(event.data.get("in_log")) and (own_param or var[0] != scope.key)
     return False
 
@@ -267,6 +271,11 @@ def _argument_nodes(call: cst.CSTNode, summary: FunctionSummary) -> dict[str, tu
     positional = [a for a in call.args if a.keyword is None and not a.star]
     for name, argument in zip(params, positional, strict=False):
         found[name] = (argument.value, names.dotted(argument.value))
+    if summary.star is not None and len(positional) > len(params):
+        # What `*text` holds is reported at the first extra argument that is a name, if any.
+        extra = [argument.value for argument in positional[len(params) :]]
+        shown = next((value for value in extra if names.dotted(value) is not None), extra[0])
+        found[summary.star] = (shown, names.dotted(shown))
     for argument in call.args:
         if argument.keyword is not None and argument.keyword.value in summary.params:
             found[argument.keyword.value] = (argument.value, names.dotted(argument.value))

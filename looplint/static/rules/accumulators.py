@@ -226,7 +226,7 @@ def unaveraged_loss_logged(model: Model) -> Iterator[Hit]:
             if event.kind == LOG and event.data.get("logged") is not None:
                 value = event.data["logged"]  # `bar.desc = "loss {:.3f}".format(total)`
             elif event.kind == READ and event.data.get("in_log") and event.data.get("divisors") is None:
-                value = event.value
+                value = _logged_item(model, event.value)  # (`print(*parts)` logs each of them)
             else:
                 continue
             if not _loss_sum(model, value) or model.feeds_backward(value):
@@ -244,6 +244,9 @@ def unaveraged_loss_logged(model: Model) -> Iterator[Hit]:
             name = event.name if not carried or event.name in carried else carried[0]
             carrier = "in" if model.known(value).kind == "str" else "as"  # a message, or a copy
             through = f" ({carrier} `{event.name}`)" if name != event.name else ""
+            passed = _passed_sum(model, events, event) if not carried else None
+            if passed is not None:  # `pprint("valid %.4f" % val_loss)`: the helper's parameter
+                name, through = passed, f" (by `{event.data['via'][0].name}()`)"
             yield Hit(
                 "LL202",
                 event.node,
@@ -251,6 +254,33 @@ def unaveraged_loss_logged(model: Model) -> Iterator[Hit]:
                 "without dividing by how many it holds, so the curve tracks the number of batches, "
                 f"not the loss; log `{name} / <count>`",
             )
+
+
+def _passed_sum(model: Model, events: list[Event], event: Event) -> str | None:
+    """For a log inside a helper, reached through an argument that is not a plain name (a
+    formatted message): the caller's variable in that argument that holds the sum."""
+    via = event.data.get("via")
+    if not via or names.dotted(event.node) is not None:
+        return None
+    read = set(names.dotted_names(event.node))
+    return next(
+        (
+            other.name
+            for other in events
+            if other.kind == READ
+            and other.statement is event.statement
+            and other.name in read
+            and _loss_sum(model, other.value)
+        ),
+        None,
+    )
+
+
+def _logged_item(model: Model, value):
+    """The value a log shows; of a tuple (`log(*parts)`), the first that is a sum of losses."""
+    if isinstance(unbound(value), Tup):
+        return next((item for item in unbound(value).items if _loss_sum(model, item)), value)
+    return value
 
 
 def _loss_sum(model: Model, value) -> bool:
