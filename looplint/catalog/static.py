@@ -291,10 +291,10 @@ RULES: tuple[RuleInfo, ...] = (
             The sum is followed as a value: through variables (`epoch_loss = train_loss`), through
             a helper that returns it undivided (`evaluate()` returning `total_test_loss`, logged by
             the caller), and into logging helpers of the project (`log_scalar(writer, tag,
-            running_loss, epoch)`, `pprint(*text)` given a formatted message), across modules. A helper that divides before it returns, or
-            terms that were each divided first (by the iteration count, by `len(loader)`, or
-            weighted by a fraction such as `x.size(0) / n_samples`), make a mean, and nothing is
-            reported. A loss is known by where it comes from, never by its name:
+            running_loss, epoch)`, `pprint(*text)` given a formatted message), across modules. A
+            helper that divides before it returns, or terms that were each divided first (by the
+            iteration count, by `len(loader)`, or weighted by a fraction such as
+            `x.size(0) / n_samples`), make a mean, and nothing is reported. A loss is known by where it comes from, never by its name:
             `Total_loss_of_equipment` summed in a data-analysis notebook is not one.
         """,
         why="""
