@@ -294,8 +294,9 @@ RULES: tuple[RuleInfo, ...] = (
             running_loss, epoch)`, `pprint(*text)` given a formatted message), across modules. A
             helper that divides before it returns, or terms that were each divided first (by the
             iteration count, by `len(loader)`, or weighted by a fraction such as
-            `x.size(0) / n_samples`), make a mean, and nothing is reported. A loss is known by where it comes from, never by its name:
-            `Total_loss_of_equipment` summed in a data-analysis notebook is not one.
+            `x.size(0) / n_samples`), make a mean, and nothing is reported. A loss is known by
+            where it comes from, never by its name: `Total_loss_of_equipment` summed in a
+            data-analysis notebook is not one.
         """,
         why="""
             The logged number scales with the number of batches: it changes when the batch size or
