@@ -1148,6 +1148,8 @@ class _Builder:
         """Walk an expression, emitting its events; returns the value it computes."""
         if isinstance(node, cst.Call):
             return self.call(node, ctx)
+        if isinstance(node, cst.Name) and node.value in ("None", "True", "False"):
+            return Lit("none") if node.value == "None" else Lit("bool")
         if isinstance(node, (cst.Name, cst.Attribute, cst.Subscript)):
             name = names.dotted(node)
             if name is not None:
@@ -1168,8 +1170,6 @@ class _Builder:
                     var=self.var_key(name.replace("[]", "")),
                 )
                 return value
-            if isinstance(node, cst.Name):
-                return Lit("none") if node.value == "None" else Lit("bool")
             if isinstance(node, cst.Attribute):
                 return Attr(self.expr(node.value, ctx), node.attr.value)
             base = self.expr(node.value, ctx)

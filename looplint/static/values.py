@@ -413,7 +413,7 @@ class Evaluator:
         return UNKNOWN
 
     def _attribute(self, value: Attr) -> Known:
-        base = self.known(value.base)
+        base = self._not_none(value.base)
         attr = value.attr
         if base.kind == "external":
             return Known("external", target=f"{base.target}.{attr}")
@@ -432,6 +432,17 @@ class Evaluator:
         if attr in ("grad", "shape", "device", "dtype"):
             return UNKNOWN
         return Known(origin=("attr", base.origin, attr) if base.origin else None)
+
+    def _not_none(self, value: Value) -> Known:
+        """What a value holds where an attribute of it is used: not None, or that would raise
+        (`loss_history = LossHistory(...) if rank == 0 else None`, then `loss_history.append_loss`)."""
+        choices = unbound(value)
+        if isinstance(choices, Phi):
+            options = [self.known(option) for option in choices.options]
+            kept = [option for option in options if option.kind != "none"]
+            if kept and len(kept) < len(options):
+                return meet(kept)
+        return self.known(value)
 
     def _item(self, value: Item) -> Known:
         base = self.known(value.base)
