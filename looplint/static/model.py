@@ -1433,6 +1433,11 @@ class _Builder:
                 node,
                 ctx,
                 args=tuple(a for a in arg_names if a),
+                # positional arguments as plain names (None for anything else), which a call
+                # bound from another module's summary has no node to read them from
+                positional_names=tuple(
+                    names.dotted(a.value) for a in node.args if a.keyword is None and not a.star
+                ),
                 value=func_value,
                 call=value,
             )

@@ -557,6 +557,8 @@ class _Encoder:
                 kept[key] = ["$set", sorted(item)]
             elif isinstance(item, tuple) and item and all(isinstance(x, Value) for x in item):
                 kept[key] = ["$vs", [self.value(x) for x in item]]
+            elif isinstance(item, tuple) and all(x is None or isinstance(x, str) for x in item):
+                kept[key] = ["$names", list(item)]
         return kept
 
     def loop(self, loop: Loop) -> int:
@@ -708,6 +710,8 @@ class _Decoder:
                 decoded[key] = frozenset(item[1])
             elif isinstance(item, list) and item and item[0] == "$vs":
                 decoded[key] = tuple(self.value(x) or Unknown() for x in item[1])
+            elif isinstance(item, list) and item and item[0] == "$names":
+                decoded[key] = tuple(item[1])
             else:
                 decoded[key] = item
         return decoded

@@ -123,8 +123,9 @@ class FunctionSummary:
         """The summary's events as they happen at the call `call` of the caller's scope."""
         call_value = call.data.get("call")
         bindings = self.bindings(call_value, skip_self=call.data.get("skip_self", False))
-        # A call that happens in another module has no node here to point at its arguments.
-        arguments = {} if call.foreign else _argument_nodes(call.node, self)
+        # A call that happens in another module has no node here to point at its arguments,
+        # only the names it passed.
+        arguments = _argument_names(call, self) if call.foreign else _argument_nodes(call.node, self)
         memo: dict = {}
         shift = len(call.loops)
         for inner, param, value_keys in self._prepared():
@@ -133,10 +134,10 @@ class FunctionSummary:
             at_argument = False
             if param is not None and param in arguments:
                 argument_node, argument_name = arguments[param]
-                if inner.kind == "read":
+                if inner.kind == "read" and argument_node is not None:
                     node, statement, at_argument = argument_node, call.statement, True
                     var = _caller_var(call, argument_name)
-                if argument_name is not None and inner.name is not None and inner.name.startswith(param):
+                if argument_name is not None and inner.name is not None and _is_path_of(inner.name, param):
                     name = argument_name + inner.name[len(param) :]
             foreign = inner.foreign
             if self.foreign or foreign:
@@ -280,6 +281,18 @@ def _argument_nodes(call: cst.CSTNode, summary: FunctionSummary) -> dict[str, tu
         if argument.keyword is not None and argument.keyword.value in summary.params:
             found[argument.keyword.value] = (argument.value, names.dotted(argument.value))
     return found
+
+
+def _is_path_of(name: str, param: str) -> bool:
+    """`optimizer.param_groups` is a path of `optimizer`; `loss_fn` is not one of `loss`."""
+    return name == param or name.startswith((param + ".", param + "["))
+
+
+def _argument_names(call: Event, summary: FunctionSummary) -> dict[str, tuple[None, str | None]]:
+    """Parameter -> (no node, the name passed) for a call made in another module."""
+    params = summary.params[1:] if summary.is_method and summary.params else summary.params
+    passed = call.data.get("positional_names", ())
+    return {name: (None, argument) for name, argument in zip(params, passed, strict=False) if argument}
 
 
 def _caller_var(call: Event, argument: str | None) -> tuple | None:
