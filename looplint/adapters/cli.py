@@ -9,7 +9,7 @@ import argparse
 import difflib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import looplint
 from looplint.engine.config import Config, ConfigError, load_config, parse_selectors
@@ -89,20 +89,28 @@ def _parser() -> argparse.ArgumentParser:
     run = parser.add_argument_group("run")
     run.add_argument("--config", metavar="PATH", help="pyproject.toml to read [tool.looplint] from")
     run.add_argument("--no-cache", action="store_true", help="do not read or write .looplint_cache")
-    run.add_argument("-j", "--jobs", type=_positive_int, metavar="N", help="worker processes (default: CPUs)")
+    run.add_argument(
+        "-j", "--jobs", type=int_at_least(1), metavar="N", help="worker processes (default: CPUs)"
+    )
     run.add_argument("--stdin-filename", metavar="NAME", help="name for '-' in reports and per-file-ignores")
     parser.add_argument("--version", action="version", version=f"looplint {looplint.__version__}")
     return parser
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer of at least `minimum`, else a one-line error."""
+    what = {0: "a non-negative integer", 1: "a positive integer"}.get(minimum, f"an integer >= {minimum}")
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    return parse
 
 
 def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace | int:

@@ -9,6 +9,7 @@ import sys
 from contextlib import nullcontext
 from typing import Any
 
+from looplint.adapters.cli import int_at_least
 from looplint.findings import Finding
 from looplint.runtime.scripts import output_to_stderr
 from looplint.words import plural
@@ -37,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
         "script", metavar="SCRIPT", help="the training script, run as __main__ like `python SCRIPT`"
     )
     parser.add_argument(
-        "--max-steps", type=_positive_int, metavar="N", help="stop cleanly after N optimizer steps"
+        "--max-steps", type=int_at_least(1), metavar="N", help="stop cleanly after N optimizer steps"
     )
     parser.add_argument("--format", choices=FORMATS, default="text", help="report format (default: text)")
     parser.add_argument("--no-static", action="store_true", help="skip the static pass over the script")
@@ -59,13 +60,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     lr.add_argument(
         "--steps",
-        type=_positive_int,
+        type=int_at_least(1),
         metavar="N",
         help=f"optimizer steps of the test (default: {_LR_DEFAULTS['steps']})",
     )
     lr.add_argument(
         "--trial-steps",
-        type=_non_negative_int,
+        type=int_at_least(0),
         metavar="N",
         help="steps of each confirmation trial after the range test "
         f"(default: {_LR_DEFAULTS['trial_steps']}, none; 40 is the tested length)",
@@ -79,26 +80,6 @@ def _parser() -> argparse.ArgumentParser:
     # The script's own arguments come after `--`; argparse never sees them.
     parser.usage = parser.format_usage().removeprefix("usage: ").rstrip() + " [-- ARGS ...]"
     return parser
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return value
 
 
 def _positive_float(text: str) -> float:
