@@ -1446,16 +1446,17 @@ class _Builder:
     # ----------------------------------------------------------------- helpers
     def _source_roots(self, node: cst.Call) -> dict[str, frozenset[str]]:
         """For an optimizer built inside a function: which roots of its parameters' expression are
-        the function's parameters ("index:name", the index as a caller passes it) and which its
-        own locals, so that a caller of the function can tell what the optimizer is built over."""
+        the function's parameters and which its own locals, so that a caller of the function can
+        tell what the optimizer is built over."""
         scope = self.scope
         if scope is None or scope.parent is None or not node.args:
             return {}
         roots = {name.split(".", 1)[0].removesuffix("[]") for name in names.dotted_names(node.args[0].value)}
-        params = scope.params[1:] if scope.class_name is not None else scope.params
         return {
-            "param_roots": frozenset(f"{params.index(root)}:{root}" for root in roots if root in params),
-            "local_roots": frozenset(root for root in roots if root in scope.locals and root not in params),
+            "param_roots": frozenset(root for root in roots if root in scope.params),
+            "local_roots": frozenset(
+                root for root in roots if root in scope.locals and root not in scope.params
+            ),
         }
 
     def emit(self, kind: str, name: str | None, node: cst.CSTNode, ctx: _Context, **data) -> Event:

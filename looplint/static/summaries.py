@@ -125,7 +125,7 @@ class FunctionSummary:
         bindings = self.bindings(call_value, skip_self=call.data.get("skip_self", False))
         # A call that happens in another module has no node here to point at its arguments,
         # only the names it passed.
-        arguments = _argument_names(call, self) if call.foreign else _argument_nodes(call.node, self)
+        arguments = _argument_names(call, self) if call.foreign else argument_nodes(call.node, self)
         memo: dict = {}
         shift = len(call.loops)
         for inner, param, value_keys in self._prepared():
@@ -261,7 +261,7 @@ def _is_static(node: cst.CSTNode | None) -> bool:
     return False
 
 
-def _argument_nodes(call: cst.CSTNode, summary: FunctionSummary) -> dict[str, tuple[cst.CSTNode, str | None]]:
+def argument_nodes(call: cst.CSTNode, summary: FunctionSummary) -> dict[str, tuple[cst.CSTNode, str | None]]:
     """Parameter -> (the argument's node at the call, its dotted name if it is a plain name)."""
     from looplint.static import names
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import libcst as cst
-
 from looplint.findings import Fix
-from looplint.static import fixes, names
+from looplint.static import fixes
 from looplint.static.model import ASSIGN, CALL, CREATE, FREEZE, PARAM_GROUPS, READ, STEP, Event, Model
 from looplint.static.rules import Hit, elsewhere, loop_label
+from looplint.static.summaries import argument_nodes
 
 # Reading these does not hand the scheduler to code that could step it.
 _INERT_METHODS = frozenset({"get_last_lr", "get_lr", "state_dict", "load_state_dict", "last_epoch"})
@@ -180,7 +179,7 @@ def optimizer_created_per_step(model: Model) -> Iterator[Hit]:
                 ),
                 None,
             )
-            if loop is None or _fresh_parameters(events, create, loop):
+            if loop is None or _fresh_parameters(model, events, create, loop):
                 continue
             reported.add(id(create.node))
             yield Hit(
@@ -193,7 +192,7 @@ def optimizer_created_per_step(model: Model) -> Iterator[Hit]:
             )
 
 
-def _fresh_parameters(events: list[Event], create: Event, loop) -> bool:
+def _fresh_parameters(model: Model, events: list[Event], create: Event, loop) -> bool:
     """The parameters are made anew each iteration (test-time optimization of a fresh tensor, a
     fresh copy of the model per meta-learning task): a new optimizer for them is right."""
     roots = {name.split(".", 1)[0].removesuffix("[]") for name in create.data.get("source_names", ())}
@@ -204,12 +203,13 @@ def _fresh_parameters(events: list[Event], create: Event, loop) -> bool:
         # Built by a helper called per step (in this module or another).
         if roots & create.data.get("local_roots", frozenset()):
             return True  # from the helper's own locals: new at every call, or unknown
-        params = dict(reversed(entry.split(":", 1)) for entry in create.data.get("param_roots", ()))
-        if params and roots <= params.keys():
-            if len(via) > 1:
-                return True  # passed through several helpers: not followed, so unknown
-            passed = {_argument_root(via[0].node, root, int(params[root])) for root in roots}
-            return None in passed or any(
+        if roots <= create.data.get("param_roots", frozenset()):
+            _, helper = model.callee(via[0])
+            if len(via) > 1 or helper is None:
+                return True  # passed through several helpers, or not followed: unknown
+            arguments = argument_nodes(via[0].node, helper)
+            passed = {(arguments.get(root, (None, None))[1] or "").split(".", 1)[0] for root in roots}
+            return "" in passed or any(
                 e.kind == ASSIGN and e.name in passed and e.scope is via[0].scope and e.in_loop(loop)
                 for e in events
             )
@@ -218,21 +218,6 @@ def _fresh_parameters(events: list[Event], create: Event, loop) -> bool:
         event.kind == ASSIGN and event.name in roots and event.scope is create.scope and event.in_loop(loop)
         for event in own
     )
-
-
-def _argument_root(call: cst.CSTNode, param: str, index: int) -> str | None:
-    """The root name a call passes for a parameter (`make_opt(clone.fc)` -> 'clone'), if plain."""
-    if not isinstance(call, cst.Call):
-        return None
-    for position, arg in enumerate(call.args):
-        if arg.star:
-            return None
-        if (arg.keyword is None and position == index) or (
-            arg.keyword is not None and arg.keyword.value == param
-        ):
-            name = names.dotted(arg.value)
-            return name.split(".", 1)[0] if name else None
-    return None
 
 
 def optimizer_parameters_frozen(model: Model) -> Iterator[Hit]:
