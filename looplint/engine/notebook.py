@@ -14,12 +14,11 @@ import difflib
 import json
 import os
 import re
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 from looplint.findings import Edit, Finding
-from looplint.static.syntax import syntax_error
+from looplint.static.syntax import parse
 
 
 class NotebookError(ValueError):
@@ -228,40 +227,27 @@ def without_broken_cells(notebook: NotebookSource, path: str) -> tuple[NotebookS
     for cell in notebook.cells:
         start = cell.first_line - 1
         code = "".join(lines[start : start + cell.line_count])
-        error = _syntax_error_of(code)
-        if error is None:
+        error = parse(code, path)
+        if not isinstance(error, Finding):
             cells.append(cell)
             continue
         for index in range(start, start + cell.line_count):
             lines[index] = "\n"
         cells.append(replace(cell, blanked=frozenset(range(cell.line_count))))
-        if _runs_in_ipython(code):
-            continue
-        line = cell.first_line + (error.lineno or 1) - 1
-        broken.append(syntax_error(path, error.msg, line, (error.offset or 1) - 1))
+        if not _runs_in_ipython(code, path):
+            line = cell.first_line + error.line - 1
+            broken.append(error.with_(line=line, end_line=line))
     fixed = replace(notebook, source="".join(lines), cells=tuple(cells))
     return fixed, [fixed.locate_finding(finding) for finding in broken]
 
 
-def _syntax_error_of(code: str, flags: int = 0) -> SyntaxError | None:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            compile(code, "<cell>", "exec", ast.PyCF_ONLY_AST | flags, dont_inherit=True)
-    except SyntaxError as error:
-        return error
-    except (ValueError, RecursionError, MemoryError):
-        return SyntaxError("cannot be parsed")
-    return None
-
-
-def _runs_in_ipython(code: str) -> bool:
+def _runs_in_ipython(code: str, path: str) -> bool:
     """IPython strips the first line's indentation from every line, and allows top-level await."""
     first = next((line for line in code.splitlines() if line.strip()), "")
     indent = first[: len(first) - len(first.lstrip())]
     if indent:
         code = "".join(line.removeprefix(indent) for line in code.splitlines(keepends=True))
-    return _syntax_error_of(code, ast.PyCF_ALLOW_TOP_LEVEL_AWAIT) is None
+    return not isinstance(parse(code, path, ast.PyCF_ALLOW_TOP_LEVEL_AWAIT), Finding)
 
 
 def notebook_source(text: str) -> NotebookSource:

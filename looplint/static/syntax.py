@@ -12,12 +12,13 @@ from looplint.findings import Finding
 MAX_DEPTH = 200
 
 
-def parse(source: str, path: str) -> ast.Module | Finding:
-    """CPython's tree of the source, or the LL000 finding that says why there is none."""
+def parse(source: str, path: str, flags: int = 0) -> ast.Module | Finding:
+    """CPython's tree of the source, or the LL000 finding that says why there is none. `flags`:
+    more compile flags (`ast.PyCF_ALLOW_TOP_LEVEL_AWAIT` for a notebook cell)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # SyntaxWarnings are not ours to print
-            return compile(source, path, "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
+            return compile(source, path, "exec", ast.PyCF_ONLY_AST | flags, dont_inherit=True)
     except SyntaxError as error:
         return syntax_error(path, error.msg, error.lineno or 1, (error.offset or 1) - 1)
     except (RecursionError, MemoryError):
