@@ -29,12 +29,15 @@ STATIC_CODES = sorted(
 )
 
 
-def findings_of(relative: str) -> list[str]:
+def analyze_fixture(relative: str) -> list:
     path = FIXTURES / relative
     parts = Path(relative).parts
     project = Project(FIXTURES / parts[0] / parts[1]) if parts[0] == "projects" else None
-    source = path.read_text(encoding="utf-8")
-    return [f"{f.line}:{f.code}" for f in analyze_source(source, str(path), project)]
+    return analyze_source(path.read_text(encoding="utf-8"), str(path), project)
+
+
+def findings_of(relative: str) -> list[str]:
+    return [f"{f.line}:{f.code}" for f in analyze_fixture(relative)]
 
 
 @pytest.mark.parametrize("relative", CASES)
@@ -152,3 +155,19 @@ def test_fixes_use_the_events_of_their_own_function() -> None:
         "        writer.add_scalar('x', 1.0, epoch)\n"
         "    writer.close()\n"
     )
+
+
+# LL202 names the caller's sum, not the helper's parameter or a count printed beside it.
+@pytest.mark.parametrize(
+    ("relative", "named", "through"),
+    [
+        ("static/ll202_message_built_first.py", "loss_sum", "(in `msg`)"),
+        ("static/ll202_scaled_terms_with_accumulation.py", "running_loss", "(as `epoch_loss`)"),
+        ("static/ll202_varargs_logging_helper.py", "val_loss_l1", "(by `pprint()`)"),
+        ("projects/logger_on_rank_zero/train.py", "total_loss", "(in `append_loss()` of callbacks.py)"),
+    ],
+)
+def test_ll202_names_the_sum(relative: str, named: str, through: str) -> None:
+    (finding,) = analyze_fixture(relative)
+    assert finding.message.startswith(f"`{named}` is a sum of losses")
+    assert through in finding.message
