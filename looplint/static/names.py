@@ -44,6 +44,12 @@ def dotted(node: cst.BaseExpression | None) -> str | None:
     return None
 
 
+def within(name: str, root: str) -> bool:
+    """`model.fc.weight` and `model[]` are within `model`, and `model` within itself; `loss_fn` is
+    not within `loss`."""
+    return name == root or name.startswith((root + ".", root + "["))
+
+
 def dotted_names(node: cst.CSTNode) -> list[str]:
     """Every plain path read in an expression: `f(a.b, c[0])` -> ['f', 'a.b', 'c[]']."""
     found: list[str] = []

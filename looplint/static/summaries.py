@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
+from looplint.static import names
 from looplint.static.values import (
     Accum,
     Attr,
@@ -137,7 +138,7 @@ class FunctionSummary:
                 if inner.kind == "read" and argument_node is not None:
                     node, statement, at_argument = argument_node, call.statement, True
                     var = _caller_var(call, argument_name)
-                if argument_name is not None and inner.name is not None and _is_path_of(inner.name, param):
+                if argument_name is not None and inner.name is not None and names.within(inner.name, param):
                     name = argument_name + inner.name[len(param) :]
             foreign = inner.foreign
             if self.foreign or foreign:
@@ -263,8 +264,6 @@ def _is_static(node: cst.CSTNode | None) -> bool:
 
 def argument_nodes(call: cst.CSTNode, summary: FunctionSummary) -> dict[str, tuple[cst.CSTNode, str | None]]:
     """Parameter -> (the argument's node at the call, its dotted name if it is a plain name)."""
-    from looplint.static import names
-
     if not isinstance(call, cst.Call):
         return {}
     params = summary.params[1:] if summary.is_method and summary.params else summary.params
@@ -281,11 +280,6 @@ def argument_nodes(call: cst.CSTNode, summary: FunctionSummary) -> dict[str, tup
         if argument.keyword is not None and argument.keyword.value in summary.params:
             found[argument.keyword.value] = (argument.value, names.dotted(argument.value))
     return found
-
-
-def _is_path_of(name: str, param: str) -> bool:
-    """`optimizer.param_groups` is a path of `optimizer`; `loss_fn` is not one of `loss`."""
-    return name == param or name.startswith((param + ".", param + "["))
 
 
 def _argument_names(call: Event, summary: FunctionSummary) -> dict[str, tuple[None, str | None]]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from looplint.findings import Fix
-from looplint.static import fixes
+from looplint.static import fixes, names
 from looplint.static.model import ASSIGN, CALL, CREATE, FREEZE, PARAM_GROUPS, READ, STEP, Event, Model
 from looplint.static.rules import Hit, elsewhere, loop_label
 from looplint.static.summaries import argument_nodes
@@ -106,17 +106,11 @@ def _overlap(group: list[str | None], others: list[list[str | None]]) -> tuple[s
             for b in other:
                 if a is None or b is None:
                     continue
-                if _contains(a, b):
+                if names.within(b, a):
                     return a, b
-                if _contains(b, a):
+                if names.within(a, b):
                     return b, a
     return None
-
-
-def _contains(outer: str, inner: str) -> bool:
-    """`model` holds `model.fc`'s parameters; `model.fc` holds `model.fc.weight`; `model` holds
-    `model[]` (`model[0] = ...`)."""
-    return inner == outer or inner.startswith((outer + ".", outer + "["))
 
 
 def scheduler_never_stepped(model: Model) -> Iterator[Hit]:
@@ -265,7 +259,7 @@ def _freezing(before: list[Event], sources: set[str]) -> str | None:
         else:
             continue
         # A part assigned anew or unfrozen: trainable again, inside whatever froze it.
-        frozen = [entry for entry in frozen if not _contains(changed, entry[0])]
+        frozen = [entry for entry in frozen if not names.within(entry[0], changed)]
         for _, _, trainable in frozen:
             trainable.add(changed)
     covering = []
@@ -274,8 +268,8 @@ def _freezing(before: list[Event], sources: set[str]) -> str | None:
             (
                 event
                 for module, event, trainable in frozen
-                if _contains(module, source)
-                and not any(_contains(part, source) or _contains(source, part) for part in trainable)
+                if names.within(source, module)
+                and not any(names.within(source, part) or names.within(part, source) for part in trainable)
             ),
             None,
         )
