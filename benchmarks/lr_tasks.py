@@ -219,6 +219,30 @@ def _pretrain(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, lr
         optimizer.step()
 
 
+def _fine_tuned(
+    pretrained: Callable[[], nn.Module],
+    new: Callable[[], nn.Module],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    torch_seed: int,
+    steps: int,
+) -> Callable[[], nn.Module]:
+    """Builds `new()` models whose `body` starts from that of a `pretrained()` model trained for
+    `steps` on (x, y); the global RNG is left as it was."""
+    with torch.random.fork_rng():
+        torch.manual_seed(torch_seed)
+        source = pretrained()
+        _pretrain(source, x, y, steps=steps, lr=3e-3)
+    body = {k: v.clone() for k, v in source.body.state_dict().items()}
+
+    def build() -> nn.Module:
+        model = new()
+        model.body.load_state_dict(body)
+        return model
+
+    return build
+
+
 def finetune_mlp_task(seed: int) -> Task:
     """Fine-tuning: a body pretrained on 8 teacher classes gets a new 4-class head for labels made
     from the same hidden features; everything trains, SGD with momentum."""
@@ -229,17 +253,7 @@ def finetune_mlp_task(seed: int) -> Task:
     x = torch.randn(2048, 20, generator=g)
     y_source = (torch.relu(x_source @ features) @ source_head).argmax(1)
     y = (torch.relu(x @ features) @ target_head).argmax(1)
-    with torch.random.fork_rng():
-        torch.manual_seed(2000 + seed)
-        source = Backbone(8)
-        _pretrain(source, x_source, y_source, steps=300, lr=3e-3)
-    body = {k: v.clone() for k, v in source.body.state_dict().items()}
-
-    def build() -> nn.Module:
-        model = Backbone(4)
-        model.body.load_state_dict(body)
-        return model
-
+    build = _fine_tuned(lambda: Backbone(8), lambda: Backbone(4), x_source, y_source, 2000 + seed, 300)
     return Task(
         "finetune mlp (SGD+mom)",
         *_split(x, y, 1024),
@@ -407,17 +421,7 @@ def finetune_cnn_task(seed: int) -> Task:
     source_x, source_y = _pattern_images(seed + 1000, 1024)
     images, labels = _pattern_images(seed, 1536)
     groups = torch.randperm(10, generator=torch.Generator().manual_seed(seed)) % 5
-    with torch.random.fork_rng():
-        torch.manual_seed(3000 + seed)
-        source = SmallCNN(10)
-        _pretrain(source, source_x, source_y, steps=200, lr=3e-3)
-    body = {k: v.clone() for k, v in source.body.state_dict().items()}
-
-    def build() -> nn.Module:
-        model = SmallCNN(5)
-        model.body.load_state_dict(body)
-        return model
-
+    build = _fine_tuned(lambda: SmallCNN(10), lambda: SmallCNN(5), source_x, source_y, 3000 + seed, 200)
     return Task(
         "finetune cnn (Adam)",
         *_split(images, groups[labels], 1024),
