@@ -821,7 +821,7 @@ class GradTracker:
         consumed = None
         for state in self.all_optimizers:
             if state.discards:
-                consumed = consumed or self._consumed_checker()
+                consumed = consumed or self.consumed_checker()
                 self._check_accumulation(state, consumed)
 
     def _check_accumulation(self, state: OptimizerState, consumed: Callable[[int], bool]) -> None:
@@ -879,12 +879,9 @@ class GradTracker:
                 },
             )
 
-    def was_consumed(self, backward_id: int) -> bool:
-        """Whether an optimizer step used the gradients of this backward pass."""
-        return any(first <= backward_id <= last for first, last in self.consumed)
-
-    def _consumed_checker(self) -> Callable[[int], bool]:
-        """`was_consumed` for many look-ups: the ranges sorted and merged once, then bisected."""
+    def consumed_checker(self) -> Callable[[int], bool]:
+        """Whether an optimizer step used the gradients of a backward pass (by its id): the ranges
+        sorted and merged once, then bisected."""
         merged: list[list[int]] = []
         for first, last in sorted(self.consumed):
             if merged and first <= merged[-1][1] + 1:

@@ -426,10 +426,8 @@ class Session:
     def _health_problems(self) -> list[Problem]:
         problems = []
         # A non-finite loss whose step GradScaler skipped did no harm: only used ones count.
-        bad_loss = next(
-            (item for item in self.health.losses.non_finite() if self.grads.was_consumed(item[0])),
-            None,
-        )
+        consumed = self.grads.consumed_checker()
+        bad_loss = next((item for item in self.health.losses.non_finite() if consumed(item[0])), None)
         bad_grad = next(self.health.grad_sums.non_finite(), None)
         loss_step = self._steps_before(bad_loss[0]) + 1 if bad_loss is not None else None
         if bad_grad is not None and (loss_step is None or self.health.step_of(bad_grad[0])[0] < loss_step):
