@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,25 @@ def test_unsaved_text_not_the_file_is_linted(tmp_path):
     path = tmp_path / "train.py"
     path.write_text("print('saved version')\n")
     assert [f.code for f in lint_text(MISSING, path)] == ["LL101"]
+
+
+def test_a_syntax_error_is_placed_in_the_unsaved_text(tmp_path):
+    # CPython re-reads an error's line from the file it is told the source came from; the column
+    # must be the buffer's, not the saved file's.
+    path = tmp_path / "train.py"
+    path.write_text("ééééé = g(1)  # the saved version\n", encoding="utf-8")
+    (finding,) = lint_text("x = f(:)\n", path)
+    assert (finding.code, finding.line, finding.column) == ("LL000", 1, 7)
+
+
+def test_a_syntax_error_in_a_notebook_cell_is_placed_in_the_cell(tmp_path):
+    path = tmp_path / "analysis.ipynb"
+    cell = {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None}
+    cells = [{**cell, "source": ["import pandas as pd\n"]}, {**cell, "source": ["df.loc[(:, 1), (:, 'HR')]"]}]
+    notebook = {"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    path.write_text(json.dumps(notebook, indent=1))
+    (finding,) = lint_file(path)
+    assert (finding.code, finding.details["cell"], finding.line, finding.column) == ("LL000", 2, 1, 9)
 
 
 def test_noqa_and_the_configuration_of_the_project_apply(tmp_path):

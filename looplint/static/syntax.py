@@ -18,7 +18,9 @@ def parse(source: str, path: str, flags: int = 0) -> ast.Module | Finding:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # SyntaxWarnings are not ours to print
-            return compile(source, path, "exec", ast.PyCF_ONLY_AST | flags, dont_inherit=True)
+            # Not the real path: CPython would re-read the line from that file to place the error,
+            # and the text parsed here (an editor's buffer, a notebook cell) is not that file.
+            return compile(source, "<looplint>", "exec", ast.PyCF_ONLY_AST | flags, dont_inherit=True)
     except SyntaxError as error:
         return syntax_error(path, error.msg, error.lineno or 1, (error.offset or 1) - 1)
     except (RecursionError, MemoryError):
