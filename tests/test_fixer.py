@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 import re
-import warnings
 import stat
+import warnings
 
 import pytest
 from hypothesis import given, settings
